@@ -1,0 +1,72 @@
+"""Public model functions: load, save, logits, reward."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tqjax.io import is_tqjax_checkpoint, load_checkpoint, load_hf, load_tokenizer, save_checkpoint
+from tqjax.io.hf import check_folder
+from tqjax.models import Model
+
+
+def load(path: str, dtype=None, shardings=None) -> Model:
+    """A `Model` from a local Hugging Face folder or a tqjax checkpoint (never downloads).
+
+    ``dtype`` casts the weights (None keeps the stored dtype); ``shardings`` is a pytree of
+    ``jax.sharding.Sharding`` shaped like the params, to place them directly.
+    """
+    path = os.fspath(path)
+    check_folder(path)
+    if is_tqjax_checkpoint(path):
+        config, params = load_checkpoint(path, dtype=dtype, shardings=shardings)
+    else:
+        config, params = load_hf(path, dtype=dtype)
+        if shardings is None:
+            params = jax.tree.map(jnp.asarray, params)
+        else:
+            params = jax.tree.map(jax.device_put, params, shardings)
+    return Model(params=params, config=config, tokenizer=load_tokenizer(path))
+
+
+def save(model: Model, path: str, overwrite: bool = False) -> None:
+    """Write ``model`` (params with orbax, config, tokenizer) so that `load` reads it back bit-exact."""
+    save_checkpoint(os.fspath(path), model.config, model.params, model.tokenizer, overwrite=overwrite)
+
+
+@jax.jit
+def _forward(model: Model, tokens_BT):
+    return model.forward(tokens_BT)
+
+
+def _check_tokens(model: Model, tokens_BT) -> jax.Array:
+    tokens = np.asarray(tokens_BT)
+    if tokens.ndim != 2 or not np.issubdtype(tokens.dtype, np.integer):
+        raise ValueError(f"tokens_BT must be a 2-D integer array, got shape {tokens.shape} dtype {tokens.dtype}")
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= model.vocab_size):
+        raise ValueError(f"token ids must lie in [0, {model.vocab_size}), got range [{tokens.min()}, {tokens.max()}]")
+    if tokens.shape[1] > model.max_length:
+        raise ValueError(f"sequence length {tokens.shape[1]} exceeds the model's context of {model.max_length}")
+    return jnp.asarray(tokens, jnp.int32)
+
+
+def logits(model: Model, tokens_BT) -> jax.Array:
+    """float32 next-token logits ``[B, T, V]`` of a language model (no padding / right padding)."""
+    if model.kind != "lm":
+        raise ValueError(f"logits() needs a language model, got a {model.kind!r} model; use reward()")
+    return _forward(model.replace(tokenizer=None), _check_tokens(model, tokens_BT))
+
+
+def reward(model: Model, tokens_BT, lengths_B) -> jax.Array:
+    """float32 scores ``[B]`` of right-padded sequences, read at each row's last real token."""
+    if model.kind != "reward":
+        raise ValueError(f"reward() needs a reward model, got a {model.kind!r} model")
+    tokens = _check_tokens(model, tokens_BT)
+    lengths = np.asarray(lengths_B)
+    if lengths.shape != (tokens.shape[0],) or lengths.min(initial=1) < 1 or lengths.max(initial=1) > tokens.shape[1]:
+        raise ValueError(f"lengths_B must have shape ({tokens.shape[0]},) with values in [1, {tokens.shape[1]}], got {lengths.tolist()}")
+    scores_BT = _forward(model.replace(tokenizer=None), tokens)
+    return jnp.take_along_axis(scores_BT, jnp.asarray(lengths - 1, jnp.int32)[:, None], axis=1)[:, 0]

@@ -1,0 +1,97 @@
+"""Load a local Hugging Face folder (config.json + safetensors) strictly and safely."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import jax
+import numpy as np
+
+from tqjax.io.errors import CheckpointError
+from tqjax.io.hf_config import config_from_hf
+from tqjax.io.hf_weights import convert
+from tqjax.io.safetensors_io import read_tensors
+from tqjax.models.config import ModelConfig
+
+PICKLED = ("pytorch_model.bin", "*.bin", "*.pt", "*.pth", "*.ckpt")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+
+
+def check_folder(path: str) -> None:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint path {path!r} does not exist (tqjax never downloads; give a local folder)")
+    if not os.path.isdir(path):
+        raise CheckpointError(f"checkpoint path {path!r} is not a folder")
+
+
+def read_hf_config(path: str) -> dict:
+    file = os.path.join(path, "config.json")
+    if not os.path.isfile(file):
+        raise CheckpointError(f"{path}: no config.json (expected a Hugging Face model folder or a tqjax checkpoint)")
+    try:
+        with open(file) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{file}: not valid JSON ({e})") from None
+
+
+def weight_files(path: str) -> list[str]:
+    """The safetensors files of a folder: one file or a sharded index, never leaving the folder."""
+    single = os.path.join(path, "model.safetensors")
+    index = os.path.join(path, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        with open(index) as f:
+            try:
+                names = sorted(set(json.load(f)["weight_map"].values()))
+            except (json.JSONDecodeError, KeyError, AttributeError) as e:
+                raise CheckpointError(f"{index}: corrupt sharded index ({e})") from None
+        root = os.path.realpath(path)
+        files = []
+        for name in names:
+            full = os.path.realpath(os.path.join(path, name))
+            if os.path.dirname(full) != root:
+                raise CheckpointError(f"{index}: shard file name {name!r} leaves the checkpoint folder; refused")
+            if not os.path.isfile(full):
+                raise CheckpointError(f"{index}: shard {name!r} is missing")
+            files.append(full)
+        return files
+    if os.path.isfile(single):
+        return [single]
+    pickled = [f for pattern in PICKLED for f in glob.glob(os.path.join(path, pattern))]
+    if pickled:
+        raise CheckpointError(
+            f"{path}: only pickled weights ({os.path.basename(pickled[0])}) found; tqjax refuses pickle files "
+            "because loading them can run code. Convert them to safetensors first "
+            "(e.g. model.save_pretrained(dir, safe_serialization=True) in transformers)")
+    raise CheckpointError(f"{path}: no model.safetensors or model.safetensors.index.json")
+
+
+def load_hf(path: str, dtype=None) -> tuple[ModelConfig, dict]:
+    """Config and numpy parameter tree of a Hugging Face folder (``dtype`` casts, None keeps stored)."""
+    check_folder(path)
+    config = config_from_hf(read_hf_config(path))
+    tensors = {}
+    for file in weight_files(path):
+        for name, value in read_tensors(file).items():
+            if name in tensors:
+                raise CheckpointError(f"{path}: tensor {name} appears in more than one shard")
+            tensors[name] = value
+    params = convert(config, tensors)
+    if dtype is not None:
+        params = _cast(params, dtype)
+    return config, params
+
+
+def _cast(tree, dtype):
+    return jax.tree.map(lambda a: np.asarray(a).astype(dtype), tree)
+
+
+def load_tokenizer(path: str):
+    """The folder's tokenizer through transformers (offline, no remote code), or None."""
+    if not any(os.path.isfile(os.path.join(path, f)) for f in TOKENIZER_FILES):
+        return None
+    import transformers
+
+    return transformers.AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)

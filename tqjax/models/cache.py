@@ -1,0 +1,53 @@
+"""KV caches: the committed prefix (one per model) and the private suffix of a rollout."""
+
+from __future__ import annotations
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+@flax.struct.dataclass
+class KVCache:
+    """Head-major per-layer cache of a left-padded batch.
+
+    ``k[l]``, ``v[l]``: ``[B, K, S, H]``; ``start_B``: first real slot of each row;
+    ``length``: slots filled so far (the same for every row, because rows share a right edge).
+    """
+
+    k: tuple
+    v: tuple
+    start_B: Array
+    length: Array
+
+    @property
+    def size(self) -> int:
+        return self.k[0].shape[2]
+
+    def positions(self, slots: Array) -> Array:
+        """Token positions of ``slots`` (``[T]``) for every row: ``[B, T]``."""
+        return jnp.maximum(slots[None, :] - self.start_B[:, None], 0)
+
+
+@flax.struct.dataclass
+class Suffix:
+    """Private tokens of one rollout per batch row: ``k[l]``, ``v[l]``: ``[B, K, U, H]``."""
+
+    k: tuple
+    v: tuple
+    length: Array
+
+
+def empty_cache(n_layers, batch, n_kv_heads, length, head_dim, dtype) -> KVCache:
+    shape = (batch, n_kv_heads, length, head_dim)
+    zeros = tuple(jnp.zeros(shape, dtype) for _ in range(n_layers))
+    return KVCache(k=zeros, v=zeros, start_B=jnp.zeros((batch,), jnp.int32), length=jnp.zeros((), jnp.int32))
+
+
+def empty_suffix(cache: KVCache, length: int) -> Suffix:
+    batch, n_kv_heads, _, head_dim = cache.k[0].shape
+    shape = (batch, n_kv_heads, length, head_dim)
+    zeros = tuple(jnp.zeros(shape, cache.k[0].dtype) for _ in cache.k)
+    return Suffix(k=zeros, v=zeros, length=jnp.zeros((), jnp.int32))

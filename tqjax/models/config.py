@@ -1,0 +1,120 @@
+"""Model configuration: one frozen, hashable dataclass for every supported architecture."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+ARCHS = ("gpt2", "llama", "neox")
+KINDS = ("lm", "reward")
+ACTIVATIONS = ("gelu", "gelu_new", "silu", "relu")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Static description of a decoder. Passed to jitted code as a static argument.
+
+    ``arch`` picks the block layout: ``gpt2`` (learned positions, LayerNorm, GELU MLP),
+    ``llama`` (RoPE, RMSNorm, gated SiLU MLP; also Mistral and Qwen2), ``neox`` (GPT-NeoX /
+    Pythia: partial RoPE, LayerNorm, parallel or sequential residual).
+    """
+
+    arch: Literal["gpt2", "llama", "neox"]
+    vocab_size: int
+    d_model: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    mlp_dim: int
+    max_positions: int
+    kind: Literal["lm", "reward"] = "lm"
+    norm_eps: float = 1e-5
+    activation: str = "silu"
+    rope_theta: float = 10000.0
+    rope_fraction: float = 1.0          # share of head_dim that is rotated (NeoX partial rotary)
+    rope_scaling: tuple = ()            # () | ("linear", factor) | ("llama3", factor, low, high, orig)
+    qkv_bias: bool = False
+    out_bias: bool = False
+    mlp_bias: bool = False
+    parallel_residual: bool = False
+    tie_embeddings: bool = False
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+    pad_token_id: int | None = None
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch {self.arch!r}; expected one of {ARCHS}")
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown kind {self.kind!r}; expected one of {KINDS}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; expected one of {ACTIVATIONS}")
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim",
+                     "mlp_dim", "max_positions"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}")
+        rotary = self.rotary_dim
+        if self.arch != "gpt2" and (rotary < 2 or rotary % 2):
+            raise ValueError(f"rotary dims {rotary} (head_dim {self.head_dim} x {self.rope_fraction}) must be even and >= 2")
+        if self.rope_scaling and self.rope_scaling[0] not in ("linear", "llama3"):
+            raise ValueError(f"unsupported rope scaling {self.rope_scaling[0]!r}")
+        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < self.vocab_size:
+                raise ValueError(f"{name}={value} is outside the vocabulary of size {self.vocab_size}")
+
+    @property
+    def rotary_dim(self) -> int:
+        return int(self.head_dim * self.rope_fraction)
+
+    @property
+    def groups(self) -> int:
+        return self.n_heads // self.n_kv_heads
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def gpt2(cls, vocab_size=50257, d_model=768, n_layers=12, n_heads=12, max_positions=1024, mlp_dim=None, **kw):
+        kw.setdefault("activation", "gelu_new")
+        kw.setdefault("tie_embeddings", True)
+        return cls(arch="gpt2", vocab_size=vocab_size, d_model=d_model, n_layers=n_layers,
+                   n_heads=n_heads, n_kv_heads=n_heads, head_dim=d_model // n_heads,
+                   mlp_dim=mlp_dim or 4 * d_model, max_positions=max_positions,
+                   qkv_bias=True, out_bias=True, mlp_bias=True, **kw)
+
+    @classmethod
+    def llama(cls, vocab_size=32000, d_model=4096, n_layers=32, n_heads=32, n_kv_heads=None,
+              mlp_dim=11008, max_positions=4096, **kw):
+        kw.setdefault("head_dim", d_model // n_heads)
+        return cls(arch="llama", vocab_size=vocab_size, d_model=d_model, n_layers=n_layers,
+                   n_heads=n_heads, n_kv_heads=n_kv_heads or n_heads, mlp_dim=mlp_dim,
+                   max_positions=max_positions, activation="silu", norm_eps=kw.pop("norm_eps", 1e-6), **kw)
+
+    @classmethod
+    def neox(cls, vocab_size=50304, d_model=512, n_layers=6, n_heads=8, max_positions=2048, mlp_dim=None, **kw):
+        kw.setdefault("rope_fraction", 0.25)
+        kw.setdefault("parallel_residual", True)
+        kw.setdefault("activation", "gelu")
+        return cls(arch="neox", vocab_size=vocab_size, d_model=d_model, n_layers=n_layers,
+                   n_heads=n_heads, n_kv_heads=n_heads, head_dim=d_model // n_heads,
+                   mlp_dim=mlp_dim or 4 * d_model, max_positions=max_positions,
+                   qkv_bias=True, out_bias=True, mlp_bias=True, **kw)
+
+    @classmethod
+    def tiny(cls, arch="llama", kind="lm", vocab_size=61, **kw):
+        """The test-suite size: vocab 61, width 32, 2 layers, GQA 4 -> 2 heads (llama)."""
+        common = dict(vocab_size=vocab_size, d_model=32, n_layers=2, n_heads=4, max_positions=128,
+                      kind=kind, eos_token_id=kw.pop("eos_token_id", 2), pad_token_id=kw.pop("pad_token_id", 0))
+        if arch == "gpt2":
+            return cls.gpt2(**common, **kw)
+        if arch == "neox":
+            return cls.neox(**common, **kw)
+        if arch == "llama":
+            kw.setdefault("n_kv_heads", 2)
+            return cls.llama(**common, mlp_dim=64, **kw)
+        raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHS}")

@@ -1,0 +1,89 @@
+"""Building blocks of the decoder: norms, activations, rotary embeddings, masked attention."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from tqjax.models.config import ModelConfig
+
+Array = jax.Array
+NEG_INF = float(jnp.finfo(jnp.float32).min)
+
+
+def norm(cfg: ModelConfig, p: dict, x_BTD: Array) -> Array:
+    """LayerNorm (gpt2, neox) or RMSNorm (llama), computed in float32."""
+    x = x_BTD.astype(jnp.float32)
+    if cfg.arch == "llama":
+        x = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + cfg.norm_eps)
+        return p["scale"] * x.astype(x_BTD.dtype)
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+    x = (x - mean) * jax.lax.rsqrt(var + cfg.norm_eps)
+    return (x * p["scale"].astype(jnp.float32) + p["bias"].astype(jnp.float32)).astype(x_BTD.dtype)
+
+
+def activate(name: str, x: Array) -> Array:
+    if name == "silu":
+        return jax.nn.silu(x)
+    if name == "gelu":
+        return jax.nn.gelu(x, approximate=False)
+    if name == "gelu_new":
+        return jax.nn.gelu(x, approximate=True)
+    return jax.nn.relu(x)
+
+
+def rope_frequencies(cfg: ModelConfig) -> Array:
+    """Inverse frequencies ``[rotary_dim / 2]``, with linear or llama3 scaling applied."""
+    dim = cfg.rotary_dim
+    inv_freq = 1.0 / (cfg.rope_theta ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
+    if not cfg.rope_scaling:
+        return inv_freq
+    if cfg.rope_scaling[0] == "linear":
+        return inv_freq / cfg.rope_scaling[1]
+    _, factor, low, high, original = cfg.rope_scaling
+    wavelen = 2 * math.pi / inv_freq
+    scaled = jnp.where(wavelen > original / low, inv_freq / factor, inv_freq)
+    smooth = (original / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelen >= original / high) & (wavelen <= original / low)
+    return jnp.where(medium, smoothed, scaled)
+
+
+def apply_rope(cfg: ModelConfig, x_BTNH: Array, pos_BT: Array) -> Array:
+    """Rotate the first ``rotary_dim`` dims of each head (rotate-half convention)."""
+    dim = cfg.rotary_dim
+    angles = pos_BT[..., None].astype(jnp.float32) * rope_frequencies(cfg)
+    cos = jnp.cos(angles)[:, :, None, :]
+    sin = jnp.sin(angles)[:, :, None, :]
+    rot = x_BTNH[..., :dim].astype(jnp.float32)
+    x1, x2 = rot[..., : dim // 2], rot[..., dim // 2:]
+    rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return jnp.concatenate([rotated.astype(x_BTNH.dtype), x_BTNH[..., dim:]], axis=-1)
+
+
+def attend(q_BTNH: Array, parts: list[tuple[Array, Array, Array]]) -> Array:
+    """Softmax attention over the concatenation of several key/value blocks.
+
+    ``parts``: ``(k_BKSH, v_BKSH, mask_BTS)`` blocks, e.g. a shared prefix and a private suffix;
+    one softmax runs over all their keys. Grouped-query heads: ``N = K * G``.
+    """
+    B, T, N, H = q_BTNH.shape
+    K = parts[0][0].shape[1]
+    q_BTKGH = q_BTNH.reshape(B, T, K, N // K, H)
+    scale = 1.0 / math.sqrt(H)
+    scores = []
+    for k_BKSH, _, mask_BTS in parts:
+        s = jnp.einsum("BTKGH,BKSH->BKGTS", q_BTKGH, k_BKSH, preferred_element_type=jnp.float32)
+        scores.append(jnp.where(mask_BTS[:, None, None], s * scale, NEG_INF))
+    probs = jax.nn.softmax(jnp.concatenate(scores, axis=-1), axis=-1)
+    out = 0.0
+    offset = 0
+    for k_BKSH, v_BKSH, _ in parts:
+        size = k_BKSH.shape[2]
+        p = probs[..., offset:offset + size].astype(v_BKSH.dtype)
+        out = out + jnp.einsum("BKGTS,BKSH->BTKGH", p, v_BKSH, preferred_element_type=jnp.float32)
+        offset += size
+    return out.reshape(B, T, N, H).astype(q_BTNH.dtype)

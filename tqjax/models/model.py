@@ -1,0 +1,131 @@
+"""`Model`: parameters + static config, implementing the engine's model protocol."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from tqjax.models import transformer
+from tqjax.models.cache import KVCache, Suffix, empty_cache, empty_suffix
+from tqjax.models.config import ModelConfig
+from tqjax.models.layers import attend
+
+Array = jax.Array
+
+
+@flax.struct.dataclass
+class Model:
+    """A loaded or initialised decoder. A pytree: ``params`` are leaves, the rest is static.
+
+    ``kind`` is ``"lm"`` (heads give next-token logits ``[..., V]``) or ``"reward"`` (a scalar
+    score per position; the reward of a sequence is the score at its last real token).
+    """
+
+    params: dict
+    config: ModelConfig = flax.struct.field(pytree_node=False)
+    tokenizer: Any = flax.struct.field(pytree_node=False, default=None)
+
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    @property
+    def max_length(self) -> int:
+        return self.config.max_positions
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return self.config.eos_token_id
+
+    @property
+    def dtype(self):
+        return self.params["embed_VD"].dtype
+
+    # -- full forward (no cache) ---------------------------------------------------------------
+
+    def forward(self, tokens_BT: Array) -> Array:
+        """Head output at every position of unpadded / right-padded ``tokens_BT``."""
+        T = tokens_BT.shape[1]
+        pos_BT = jnp.broadcast_to(jnp.arange(T), tokens_BT.shape)
+        causal_BTS = jnp.broadcast_to(jnp.tril(jnp.ones((T, T), bool)), (tokens_BT.shape[0], T, T))
+
+        def attn(layer, q, k, v):
+            return attend(q, [(k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), causal_BTS)])
+
+        return transformer.head(self.config, self.params, transformer.hidden(self.config, self.params, tokens_BT, pos_BT, attn))
+
+    # -- the decoding protocol (tqjax.models.protocol) -------------------------------------------
+
+    def init_cache(self, batch: int, length: int) -> KVCache:
+        c = self.config
+        return empty_cache(c.n_layers, batch, c.n_kv_heads, length, c.head_dim, self.dtype)
+
+    def prefill(self, tokens_BT: Array, start_B: Array, cache: KVCache) -> tuple[Array, KVCache]:
+        """Left-padded prompts into slots ``[0, T)``; head output at the last slot."""
+        B, T = tokens_BT.shape
+        start_B = start_B.astype(jnp.int32)
+        slots = jnp.arange(T)
+        pos_BT = jnp.maximum(slots[None] - start_B[:, None], 0)
+        mask_BTS = (slots[None, None, :] >= start_B[:, None, None]) & (slots[None, None, :] <= slots[None, :, None])
+        ks, vs = list(cache.k), list(cache.v)
+
+        def attn(layer, q, k, v):
+            k_BKTH, v_BKTH = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+            ks[layer] = jax.lax.dynamic_update_slice(ks[layer], k_BKTH.astype(ks[layer].dtype), (0, 0, 0, 0))
+            vs[layer] = jax.lax.dynamic_update_slice(vs[layer], v_BKTH.astype(vs[layer].dtype), (0, 0, 0, 0))
+            return attend(q, [(k_BKTH, v_BKTH, mask_BTS)])
+
+        h = transformer.hidden(self.config, self.params, tokens_BT, pos_BT, attn)
+        out = transformer.head(self.config, self.params, h[:, -1:])[:, 0]
+        return out, KVCache(k=tuple(ks), v=tuple(vs), start_B=start_B, length=jnp.asarray(T, jnp.int32))
+
+    def append(self, tokens_B: Array, cache: KVCache) -> tuple[Array, KVCache]:
+        """Commit one token per row at slot ``cache.length``."""
+        slot = cache.length
+        pos_B1 = (slot - cache.start_B)[:, None]
+        s = jnp.arange(cache.size)
+        mask_B1S = ((s[None] >= cache.start_B[:, None]) & (s[None] <= slot))[:, None, :]
+        ks, vs = list(cache.k), list(cache.v)
+
+        def attn(layer, q, k, v):
+            ks[layer] = jax.lax.dynamic_update_slice(ks[layer], k.transpose(0, 2, 1, 3).astype(ks[layer].dtype), (0, 0, slot, 0))
+            vs[layer] = jax.lax.dynamic_update_slice(vs[layer], v.transpose(0, 2, 1, 3).astype(vs[layer].dtype), (0, 0, slot, 0))
+            return attend(q, [(ks[layer], vs[layer], mask_B1S)])
+
+        h = transformer.hidden(self.config, self.params, tokens_B[:, None], pos_B1, attn)
+        out = transformer.head(self.config, self.params, h)[:, 0]
+        return out, cache.replace(k=tuple(ks), v=tuple(vs), length=slot + 1)
+
+    def init_suffix(self, cache: KVCache, length: int) -> Suffix:
+        return empty_suffix(cache, length)
+
+    def extend(self, tokens_B: Array, cache: KVCache, suffix: Suffix) -> tuple[Array, Suffix]:
+        """One private suffix token per row, attending to the shared prefix and its own suffix."""
+        u = suffix.length
+        pos_B1 = (cache.length - cache.start_B + u)[:, None]
+        s = jnp.arange(cache.size)
+        prefix_B1S = ((s[None] >= cache.start_B[:, None]) & (s[None] < cache.length))[:, None, :]
+        own_11U = (jnp.arange(suffix.k[0].shape[2]) <= u)[None, None, :]
+        own_B1U = jnp.broadcast_to(own_11U, (tokens_B.shape[0], 1, own_11U.shape[-1]))
+        ks, vs = list(suffix.k), list(suffix.v)
+
+        def attn(layer, q, k, v):
+            ks[layer] = jax.lax.dynamic_update_slice(ks[layer], k.transpose(0, 2, 1, 3).astype(ks[layer].dtype), (0, 0, u, 0))
+            vs[layer] = jax.lax.dynamic_update_slice(vs[layer], v.transpose(0, 2, 1, 3).astype(vs[layer].dtype), (0, 0, u, 0))
+            return attend(q, [(cache.k[layer], cache.v[layer], prefix_B1S), (ks[layer], vs[layer], own_B1U)])
+
+        h = transformer.hidden(self.config, self.params, tokens_B[:, None], pos_B1, attn)
+        out = transformer.head(self.config, self.params, h)[:, 0]
+        return out, Suffix(k=tuple(ks), v=tuple(vs), length=u + 1)
+
+
+def init_model(config: ModelConfig, key: Array, dtype=jnp.float32, tokenizer=None) -> Model:
+    """A randomly initialised model (``N(0, 0.02)`` weights)."""
+    return Model(params=transformer.init_params(config, key, dtype), config=config, tokenizer=tokenizer)

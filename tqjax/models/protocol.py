@@ -1,0 +1,48 @@
+"""The small model protocol the decoding engine is written against (DESIGN §3).
+
+The engine never imports a concrete architecture. Anything that is a JAX pytree and has these
+members can be decoded: the Flax transformer (`tqjax.models.Model`) and the enumerable toy used to
+check the engine against closed-form answers (`tqjax.models.toy`).
+
+Layout conventions (shared by every implementation):
+
+- Prompts are **left-padded**. Row ``b`` of a ``[B, T]`` prefill has its first real token at slot
+  ``start_B[b]``; slots before it are padding and are never attended to. Because every row is
+  padded to the same right edge, ``append`` writes all rows at one shared slot, ``cache.length``.
+- ``out`` is what the model's head reads at the position just processed: float32 next-token
+  logits ``[..., V]`` for ``kind == "lm"``, or a float32 score ``[...]`` for ``kind == "reward"``
+  (the reward of the sequence ending at that token).
+- A *suffix* is the private continuation of one rollout per batch row. ``extend`` processes one
+  token of it, attending to the shared committed prefix in ``cache`` (read, never copied) and to
+  the suffix's own earlier tokens. The engine ``vmap``s ``extend`` over candidates and rollouts
+  with the cache unmapped (``in_axes=None``), so the prefix is shared by all of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import jax
+
+Array = jax.Array
+
+
+class DecodeModel(Protocol):
+    kind: str            # "lm" or "reward"
+    vocab_size: int
+    max_length: int      # context length (positions)
+
+    def init_cache(self, batch: int, length: int) -> Any:
+        """An empty committed-sequence cache for ``batch`` rows and ``length`` slots."""
+
+    def prefill(self, tokens_BT: Array, start_B: Array, cache: Any) -> tuple[Array, Any]:
+        """Process left-padded prompts into slots ``[0, T)``; ``out`` at slot ``T-1``."""
+
+    def append(self, tokens_B: Array, cache: Any) -> tuple[Array, Any]:
+        """Commit one token per row at slot ``cache.length``; ``out`` at that token."""
+
+    def init_suffix(self, cache: Any, length: int) -> Any:
+        """An empty private suffix of ``length`` tokens per batch row, on top of ``cache``."""
+
+    def extend(self, tokens_B: Array, cache: Any, suffix: Any) -> tuple[Array, Any]:
+        """Process one suffix token per row against ``cache`` (shared) and ``suffix``."""

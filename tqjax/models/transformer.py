@@ -1,0 +1,124 @@
+"""The decoder as pure functions over a parameter pytree.
+
+Parameter names carry their dimensions (``q_DNH``: model width -> query heads x head dim).
+Every attention mode (prefill, append, rollout suffix) runs the same blocks; only the function
+that reads and writes keys and values differs, and it is passed in per layer.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from tqjax.models.config import ModelConfig
+from tqjax.models.layers import activate, apply_rope, norm
+
+Array = jax.Array
+# (layer index, q_BTNH, k_BTKH, v_BTKH) -> attention output q-shaped
+AttnFn = Callable[[int, Array, Array, Array], Array]
+
+
+def param_shapes(cfg: ModelConfig) -> dict:
+    """The shape of every parameter, as a pytree of tuples (one source of truth for init/import)."""
+    D, N, K, H, F, V = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.mlp_dim, cfg.vocab_size
+    ln = {"scale": (D,)} if cfg.arch == "llama" else {"scale": (D,), "bias": (D,)}
+    layer = {"attn_norm": dict(ln), "mlp_norm": dict(ln),
+             "q_DNH": (D, N, H), "k_DKH": (D, K, H), "v_DKH": (D, K, H), "o_NHD": (N, H, D),
+             "up_DF": (D, F), "down_FD": (F, D)}
+    if cfg.arch == "llama":
+        layer["gate_DF"] = (D, F)
+    if cfg.qkv_bias:
+        layer.update(q_NH=(N, H), k_KH=(K, H), v_KH=(K, H))
+    if cfg.out_bias:
+        layer["o_D"] = (D,)
+    if cfg.mlp_bias:
+        layer.update(up_F=(F,), down_D=(D,))
+        if cfg.arch == "llama":
+            layer["gate_F"] = (F,)
+    shapes = {"embed_VD": (V, D), "layers": [dict(layer) for _ in range(cfg.n_layers)], "final_norm": dict(ln)}
+    if cfg.arch == "gpt2":
+        shapes["pos_PD"] = (cfg.max_positions, D)
+    if cfg.kind == "reward":
+        shapes["score_D"] = (D,)
+    elif not cfg.tie_embeddings:
+        shapes["head_DV"] = (D, V)
+    return shapes
+
+
+def _is_shape(x) -> bool:
+    return isinstance(x, tuple) and all(isinstance(d, int) for d in x)
+
+
+def init_params(cfg: ModelConfig, key: Array, dtype=jnp.float32) -> dict:
+    """Random parameters: N(0, 0.02) matrices, unit norm scales, zero biases."""
+    shapes = param_shapes(cfg)
+    leaves, treedef = jax.tree.flatten(shapes, is_leaf=_is_shape)
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(shapes, is_leaf=_is_shape)[0]]
+    keys = jax.random.split(key, len(leaves))
+    out = []
+    for path, shape, k in zip(paths, leaves, keys):
+        if "scale" in path:
+            out.append(jnp.ones(shape, dtype))
+        elif len(shape) == 1 or len(shape) == 2 and ("q_NH" in path or "_KH" in path):
+            out.append(jnp.zeros(shape, dtype))
+        else:
+            out.append((0.02 * jax.random.normal(k, shape, jnp.float32)).astype(dtype))
+    return jax.tree.unflatten(treedef, out)
+
+
+def embed(cfg: ModelConfig, params: dict, tokens_BT: Array, pos_BT: Array) -> Array:
+    x_BTD = jnp.take(params["embed_VD"], tokens_BT, axis=0)
+    if cfg.arch == "gpt2":
+        x_BTD = x_BTD + jnp.take(params["pos_PD"], jnp.clip(pos_BT, 0, cfg.max_positions - 1), axis=0)
+    return x_BTD
+
+
+def _mlp(cfg: ModelConfig, p: dict, h_BTD: Array) -> Array:
+    up = jnp.einsum("BTD,DF->BTF", h_BTD, p["up_DF"])
+    if "up_F" in p:
+        up = up + p["up_F"]
+    if cfg.arch == "llama":
+        gate = jnp.einsum("BTD,DF->BTF", h_BTD, p["gate_DF"])
+        if "gate_F" in p:
+            gate = gate + p["gate_F"]
+        hidden = activate(cfg.activation, gate) * up
+    else:
+        hidden = activate(cfg.activation, up)
+    out = jnp.einsum("BTF,FD->BTD", hidden, p["down_FD"])
+    return out + p["down_D"] if "down_D" in p else out
+
+
+def _attention(cfg: ModelConfig, p: dict, h_BTD: Array, pos_BT: Array, layer: int, attn: AttnFn) -> Array:
+    q = jnp.einsum("BTD,DNH->BTNH", h_BTD, p["q_DNH"])
+    k = jnp.einsum("BTD,DKH->BTKH", h_BTD, p["k_DKH"])
+    v = jnp.einsum("BTD,DKH->BTKH", h_BTD, p["v_DKH"])
+    if cfg.qkv_bias:
+        q, k, v = q + p["q_NH"], k + p["k_KH"], v + p["v_KH"]
+    if cfg.arch != "gpt2":
+        q, k = apply_rope(cfg, q, pos_BT), apply_rope(cfg, k, pos_BT)
+    out = jnp.einsum("BTNH,NHD->BTD", attn(layer, q, k, v), p["o_NHD"])
+    return out + p["o_D"] if cfg.out_bias else out
+
+
+def hidden(cfg: ModelConfig, params: dict, tokens_BT: Array, pos_BT: Array, attn: AttnFn) -> Array:
+    """Final-normed hidden states ``[B, T, D]`` of ``tokens_BT`` at positions ``pos_BT``."""
+    x = embed(cfg, params, tokens_BT, pos_BT)
+    for i, p in enumerate(params["layers"]):
+        a = _attention(cfg, p, norm(cfg, p["attn_norm"], x), pos_BT, i, attn)
+        if cfg.parallel_residual:
+            x = x + a + _mlp(cfg, p, norm(cfg, p["mlp_norm"], x))
+        else:
+            x = x + a
+            x = x + _mlp(cfg, p, norm(cfg, p["mlp_norm"], x))
+    return norm(cfg, params["final_norm"], x)
+
+
+def head(cfg: ModelConfig, params: dict, h_BTD: Array) -> Array:
+    """float32 logits ``[B, T, V]`` (lm) or scores ``[B, T]`` (reward)."""
+    if cfg.kind == "reward":
+        return jnp.einsum("BTD,D->BT", h_BTD, params["score_D"], preferred_element_type=jnp.float32)
+    if "head_DV" in params:
+        return jnp.einsum("BTD,DV->BTV", h_BTD, params["head_DV"], preferred_element_type=jnp.float32)
+    return jnp.einsum("BTD,VD->BTV", h_BTD, params["embed_VD"], preferred_element_type=jnp.float32)

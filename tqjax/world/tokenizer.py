@@ -1,0 +1,69 @@
+"""A word-level tokenizer for the review task, trained with ``tokenizers``, used via transformers.
+
+Every word (lowercased; each punctuation character is a word of its own) is one token. Special
+tokens have fixed ids: ``<pad>`` 0, ``<bos>`` 1, ``<eos>`` 2, ``<unk>`` 3. Encoding a text with
+``add_special_tokens=True`` (the default) prepends ``<bos>``; nothing appends ``<eos>``
+automatically, but generated responses end with the literal ``<eos>``, which encodes to id 2.
+Decoding joins tokens with single spaces, so ``decode(encode(text))`` gives back any generated
+text.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import tokenizers
+import transformers
+from tokenizers import models, normalizers, pre_tokenizers, processors, trainers
+
+from tqjax.world import generator
+from tqjax.world.rewards import SPECIAL_TOKENS
+
+PAD, BOS, EOS, UNK = SPECIAL_TOKENS
+
+
+def _strip_specials(text: str) -> str:
+    for name in SPECIAL_TOKENS:
+        text = text.replace(name, " ")
+    return text
+
+
+def train_tokenizer(texts: Iterable[str], save_dir: str | os.PathLike | None = None,
+                    model_max_length: int = 128) -> transformers.PreTrainedTokenizerFast:
+    """Train a WordLevel tokenizer on ``texts``; with ``save_dir``, save it there.
+
+    Every word seen in ``texts`` (special tokens in them are skipped) gets an id (more frequent words get smaller ids, after the four
+    special tokens). The saved folder holds ``tokenizer.json`` and ``tokenizer_config.json`` and
+    loads offline with ``transformers.AutoTokenizer.from_pretrained(save_dir)``.
+    """
+    tok = tokenizers.Tokenizer(models.WordLevel(unk_token=UNK))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(behavior="isolated")])
+    trainer = trainers.WordLevelTrainer(vocab_size=1_000_000, min_frequency=0,
+                                        special_tokens=list(SPECIAL_TOKENS), show_progress=False)
+    tok.train_from_iterator([_strip_specials(t) for t in texts], trainer=trainer)
+    for i, name in enumerate(SPECIAL_TOKENS):
+        if tok.token_to_id(name) != i:
+            raise ValueError(f"special token {name} got id {tok.token_to_id(name)}, expected {i}")
+    bos_id = tok.token_to_id(BOS)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A $B:1", special_tokens=[(BOS, bos_id)])
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
+        model_max_length=model_max_length, padding_side="right", clean_up_tokenization_spaces=False)
+    if save_dir is not None:
+        fast.save_pretrained(os.fspath(save_dir))
+    return fast
+
+
+def world_tokenizer(save_dir: str | os.PathLike | None = None, n_texts: int = 2000,
+                    seed: int = 0) -> transformers.PreTrainedTokenizerFast:
+    """The task's tokenizer: trained on ``n_texts`` sampled reviews plus the full vocabulary.
+
+    Including ``generator.vocabulary()`` guarantees that every word the generator can emit has
+    its own token, whatever the sample. Deterministic for given arguments.
+    """
+    texts = generator.sample_texts(n_texts, seed) + [" ".join(generator.vocabulary())]
+    return train_tokenizer(texts, save_dir)
