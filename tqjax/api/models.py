@@ -9,22 +9,29 @@ import jax.numpy as jnp
 import numpy as np
 
 from tqjax.io import is_tqjax_checkpoint, load_checkpoint, load_hf, load_tokenizer, save_checkpoint
+from tqjax.io.checkpoint import read_config
 from tqjax.io.hf import check_folder
+from tqjax.parallel import param_shardings
 from tqjax.models import Model
 
 
-def load(path: str, dtype=None, shardings=None) -> Model:
+def load(path: str, dtype=None, shardings=None, mesh=None) -> Model:
     """A `Model` from a local Hugging Face folder or a tqjax checkpoint (never downloads).
 
-    ``dtype`` casts the weights (None keeps the stored dtype); ``shardings`` is a pytree of
-    ``jax.sharding.Sharding`` shaped like the params, to place them directly.
+    ``dtype`` casts the weights (None keeps the stored dtype). ``mesh`` places the params by the
+    sharding rules (`tqjax.parallel`); ``shardings``, a pytree of ``jax.sharding.Sharding`` shaped
+    like the params, places them explicitly.
     """
     path = os.fspath(path)
     check_folder(path)
     if is_tqjax_checkpoint(path):
+        if mesh is not None and shardings is None:
+            shardings = param_shardings(read_config(path), mesh)
         config, params = load_checkpoint(path, dtype=dtype, shardings=shardings)
     else:
         config, params = load_hf(path, dtype=dtype)
+        if mesh is not None and shardings is None:
+            shardings = param_shardings(config, mesh)
         if shardings is None:
             params = jax.tree.map(jnp.asarray, params)
         else:

@@ -108,13 +108,15 @@ class ModelConfig:
     @classmethod
     def tiny(cls, arch="llama", kind="lm", vocab_size=61, **kw):
         """The test-suite size: vocab 61, width 32, 2 layers, GQA 4 -> 2 heads (llama)."""
-        common = dict(vocab_size=vocab_size, d_model=32, n_layers=2, n_heads=4, max_positions=128,
-                      kind=kind, eos_token_id=kw.pop("eos_token_id", 2), pad_token_id=kw.pop("pad_token_id", 0))
+        args = dict(vocab_size=vocab_size, d_model=32, n_layers=2, n_heads=4, max_positions=128,
+                    kind=kind, eos_token_id=2, pad_token_id=0)
+        args.update(kw)
         if arch == "gpt2":
-            return cls.gpt2(**common, **kw)
+            return cls.gpt2(**args)
         if arch == "neox":
-            return cls.neox(**common, **kw)
+            return cls.neox(**args)
         if arch == "llama":
-            kw.setdefault("n_kv_heads", 2)
-            return cls.llama(**common, mlp_dim=64, **kw)
+            args.setdefault("n_kv_heads", 2)
+            args.setdefault("mlp_dim", 64)
+            return cls.llama(**args)
         raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHS}")

@@ -50,8 +50,8 @@ class Model:
 
     # -- full forward (no cache) ---------------------------------------------------------------
 
-    def forward(self, tokens_BT: Array) -> Array:
-        """Head output at every position of unpadded / right-padded ``tokens_BT``."""
+    def hidden_states(self, tokens_BT: Array) -> Array:
+        """Final-normed hidden states ``[B, T, D]`` of unpadded / right-padded ``tokens_BT``."""
         T = tokens_BT.shape[1]
         pos_BT = jnp.broadcast_to(jnp.arange(T), tokens_BT.shape)
         causal_BTS = jnp.broadcast_to(jnp.tril(jnp.ones((T, T), bool)), (tokens_BT.shape[0], T, T))
@@ -59,7 +59,11 @@ class Model:
         def attn(layer, q, k, v):
             return attend(q, [(k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), causal_BTS)])
 
-        return transformer.head(self.config, self.params, transformer.hidden(self.config, self.params, tokens_BT, pos_BT, attn))
+        return transformer.hidden(self.config, self.params, tokens_BT, pos_BT, attn)
+
+    def forward(self, tokens_BT: Array) -> Array:
+        """Head output at every position of unpadded / right-padded ``tokens_BT``."""
+        return transformer.head(self.config, self.params, self.hidden_states(tokens_BT))
 
     # -- the decoding protocol (tqjax.models.protocol) -------------------------------------------
 

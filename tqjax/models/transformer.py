@@ -47,6 +47,9 @@ def param_shapes(cfg: ModelConfig) -> dict:
     return shapes
 
 
+BIASES = ("bias", "q_NH", "k_KH", "v_KH", "o_D", "up_F", "gate_F", "down_D")
+
+
 def _is_shape(x) -> bool:
     return isinstance(x, tuple) and all(isinstance(d, int) for d in x)
 
@@ -61,7 +64,7 @@ def init_params(cfg: ModelConfig, key: Array, dtype=jnp.float32) -> dict:
     for path, shape, k in zip(paths, leaves, keys):
         if "scale" in path:
             out.append(jnp.ones(shape, dtype))
-        elif len(shape) == 1 or len(shape) == 2 and ("q_NH" in path or "_KH" in path):
+        elif path.rsplit("'", 2)[-2] in BIASES:
             out.append(jnp.zeros(shape, dtype))
         else:
             out.append((0.02 * jax.random.normal(k, shape, jnp.float32)).astype(dtype))

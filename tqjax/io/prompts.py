@@ -1,0 +1,59 @@
+"""Prompt files (JSONL, one ``{"id", "prompt"}`` or ``{"id", "prompt_ids"}`` per line) and output files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptRecord:
+    id: object
+    prompt: str | None = None
+    prompt_ids: tuple | None = None
+
+    @property
+    def value(self):
+        return self.prompt if self.prompt is not None else list(self.prompt_ids)
+
+
+def read_prompts(path: str) -> list[PromptRecord]:
+    """Every record of a prompt file, validated before any work starts (errors name the line)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"prompt file {path!r} does not exist")
+    records, seen = [], {}
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise ValueError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
+            if "id" not in obj:
+                raise ValueError(f"{path}:{number}: missing \"id\"")
+            rid = obj["id"]
+            if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+                raise ValueError(f"{path}:{number}: \"id\" must be a string or an integer, got {rid!r}")
+            if rid in seen:
+                raise ValueError(f"{path}:{number}: duplicate id {rid!r} (first on line {seen[rid]})")
+            seen[rid] = number
+            if isinstance(obj.get("prompt"), str) and obj["prompt"].strip():
+                records.append(PromptRecord(rid, prompt=obj["prompt"]))
+            elif isinstance(obj.get("prompt_ids"), list) and obj["prompt_ids"] and all(
+                    isinstance(t, int) and not isinstance(t, bool) for t in obj["prompt_ids"]):
+                records.append(PromptRecord(rid, prompt_ids=tuple(obj["prompt_ids"])))
+            else:
+                raise ValueError(f"{path}:{number}: needs a non-empty \"prompt\" string or \"prompt_ids\" list of ints")
+    if not records:
+        raise ValueError(f"{path}: no prompts")
+    return records
+
+
+def check_new_file(path: str, overwrite: bool) -> None:
+    """Refuse to replace an existing output unless ``overwrite``; the folder must exist or be creatable."""
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"output {path!r} already exists; pass --overwrite to replace it")
