@@ -1,8 +1,11 @@
 """tqjax: Transfer Q* decoding-time alignment in JAX (the whole public API)."""
 
+from tqjax.api.decode import DecodeOutput, TQParams, decode
 from tqjax.api.models import load, logits, reward, save
+from tqjax.decoding import DecodeConfig
 from tqjax.io import CheckpointError, UnsupportedModelError
 from tqjax.models import Model, ModelConfig, init_model
+from tqjax.parallel import make_mesh
 
-__all__ = ["CheckpointError", "Model", "ModelConfig", "UnsupportedModelError", "init_model", "load",
-           "logits", "reward", "save"]
+__all__ = ["CheckpointError", "DecodeConfig", "DecodeOutput", "Model", "ModelConfig", "TQParams",
+           "UnsupportedModelError", "decode", "init_model", "load", "logits", "make_mesh", "reward", "save"]

@@ -1,0 +1,220 @@
+"""`tqjax.decode`: validate, tokenise, left-pad and bucket the prompts, run the engine, unpack.
+
+A prompt's random key is ``fold_in(key(seed), index)`` with ``index`` its position in ``prompts``
+(or ``indices[i]`` when given), so its output does not depend on the other prompts, the batch size,
+the padding or the bucket. Batch and prompt length are rounded up to powers of two so that new
+inputs reuse compiled programs; the swept numbers (α, β, temperatures, top_p) never recompile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tqjax.decoding import engine
+from tqjax.decoding.config import ROLLOUT_METHODS, DecodeConfig
+from tqjax.decoding.loop import active_roles
+
+MIN_BUCKET = 8    # shortest prompt bucket
+ROLE_KINDS = dict(sft="lm", baseline="lm", reward="reward", baseline_reward="reward")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class TQParams:
+    """The models of one decoding job; a pytree (model configs are static fields)."""
+
+    sft: Any
+    baseline: Any = None
+    reward: Any = None
+    baseline_reward: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeOutput:
+    """Per prompt ``i``: ``tokens[i]`` generated ids (prompt excluded, EOS included when
+    produced), ``texts[i]`` (None without a tokenizer), ``rewards[i]`` target reward of prompt +
+    response (None without a reward model), ``logp_sft[i]`` Σ log π_sft of the response, ``kl[i]``
+    Σ_t KL(π_alg‖π_sft) and ``log_ratio[i]`` Σ_t log π_alg(y_t) − log π_sft(y_t) (definitions in
+    `tqjax.decoding.stats`). ``diagnostics``: ``steps`` (loop iterations), ``nonfinite[i]``
+    (candidates, or best-of-N samples, with a non-finite value), ``fallbacks[i]`` (steps that fell
+    back to the SFT argmax), and with ``DecodeConfig(diagnostics=True)`` ``rank[i]`` (chosen
+    candidate per step, -1 on fallback) and ``q[i]`` (``[steps, k]`` Q̂); best-of-N adds
+    ``sample_rewards`` ``[prompts, n]`` and ``kept``.
+    """
+
+    tokens: list
+    texts: list | None
+    rewards: np.ndarray | None
+    logp_sft: np.ndarray
+    kl: np.ndarray
+    log_ratio: np.ndarray
+    diagnostics: dict
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def _required(config: DecodeConfig) -> tuple[str, ...]:
+    need = ["sft"]
+    if config.method in ("tq", "baseline") or (config.method in ("cd", "args", "bon")
+                                               and config.proposal == "baseline"):
+        need.append("baseline")
+    if config.method in ROLLOUT_METHODS or config.method == "bon":
+        need.append("reward")
+    return tuple(need)
+
+
+def _check_models(params, config):
+    if not isinstance(params, TQParams):
+        raise TypeError(f"params must be a tqjax.TQParams, got {type(params).__name__}")
+    if config.transfer == "indirect" and params.baseline is None:
+        raise ValueError("transfer='indirect' needs a baseline model (rollouts and, without a "
+                         "baseline_reward model, the implicit reward β·(log ρ_BL − log π_sft))")
+    for role in _required(config):
+        if getattr(params, role) is None:
+            raise ValueError(f"method={config.method!r} (proposal={config.proposal!r}) needs a "
+                             f"{role} model, but TQParams.{role} is None")
+    models = {role: getattr(params, role) for role in ROLE_KINDS if getattr(params, role) is not None}
+    for role, model in models.items():
+        if getattr(model, "kind", None) != ROLE_KINDS[role]:
+            raise ValueError(f"TQParams.{role} must be a kind={ROLE_KINDS[role]!r} model, "
+                             f"got kind={getattr(model, 'kind', None)!r}")
+    vocabs = {role: int(model.vocab_size) for role, model in models.items()}
+    if len(set(vocabs.values())) > 1:
+        listing = ", ".join(f"{role}={size}" for role, size in vocabs.items())
+        raise ValueError(f"the models' vocabularies differ ({listing}); the fused decoder needs "
+                         f"one tokenizer shared by all models")
+    if config.method in ROLLOUT_METHODS and config.k > vocabs["sft"]:
+        raise ValueError(f"k={config.k} is larger than the vocabulary ({vocabs['sft']})")
+    return models
+
+
+def _tokenize(params, prompts) -> list[np.ndarray]:
+    if isinstance(prompts, (str, bytes)) or not isinstance(prompts, Sequence) and not isinstance(prompts, np.ndarray):
+        raise TypeError(f"prompts must be a list of strings or of token-id lists, got "
+                        f"{type(prompts).__name__}")
+    if len(prompts) == 0:
+        raise ValueError("prompts is empty")
+    tokenizer = getattr(params.sft, "tokenizer", None)
+    out = []
+    for i, prompt in enumerate(prompts):
+        if isinstance(prompt, str):
+            if tokenizer is None:
+                raise ValueError(f"prompt {i} is a string but the SFT model has no tokenizer; "
+                                 f"pass token ids instead")
+            ids = tokenizer.encode(prompt)
+            ids = getattr(ids, "ids", ids)
+        else:
+            ids = prompt
+        ids = np.asarray(ids)
+        if ids.ndim != 1:
+            raise ValueError(f"prompt {i} must be a 1-D sequence of token ids, got shape {ids.shape}")
+        if ids.size == 0:
+            raise ValueError(f"prompt {i} is empty")
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise TypeError(f"prompt {i} must hold integer token ids, got dtype {ids.dtype}")
+        out.append(ids.astype(np.int64))
+    return out
+
+
+def _check_tokens(token_lists, models, config):
+    V = int(models["sft"].vocab_size)
+    for i, ids in enumerate(token_lists):
+        bad = ids[(ids < 0) | (ids >= V)]
+        if bad.size:
+            raise ValueError(f"prompt {i} has token ids outside the vocabulary [0, {V}): "
+                             f"{bad[:5].tolist()}")
+    longest = max(len(ids) for ids in token_lists)
+    horizon = config.effective_horizon if config.method in ROLLOUT_METHODS else 0
+    need = longest + config.max_new_tokens + horizon
+    for role, model in models.items():
+        if need > int(model.max_length):
+            raise ValueError(f"prompt ({longest} tokens) + max_new_tokens ({config.max_new_tokens})"
+                             f" + horizon ({horizon}) = {need} exceeds the {role} model's context "
+                             f"of {int(model.max_length)} positions")
+    return need
+
+
+def _strip(model):
+    if model is not None and dataclasses.is_dataclass(model) and getattr(model, "tokenizer", None) is not None:
+        return dataclasses.replace(model, tokenizer=None)
+    return model
+
+
+def _text(tokenizer, ids):
+    if tokenizer is None:
+        return None
+    try:
+        return tokenizer.decode(list(ids), skip_special_tokens=True)
+    except TypeError:
+        return tokenizer.decode(list(ids))
+
+
+def prepare(params, prompts, config, indices=None):
+    """Validate and lay out a batch: ``(arrays, token_lists)`` (also used by tests/benchmarks)."""
+    if not isinstance(config, DecodeConfig):
+        raise TypeError(f"config must be a tqjax.DecodeConfig, got {type(config).__name__}")
+    models = _check_models(params, config)
+    token_lists = _tokenize(params, prompts)
+    _check_tokens(token_lists, models, config)
+    if indices is None:
+        indices = range(len(token_lists))
+    indices = [int(i) for i in indices]
+    if len(indices) != len(token_lists):
+        raise ValueError(f"indices has {len(indices)} entries for {len(token_lists)} prompts")
+    P = len(token_lists)
+    B = _pow2(P)
+    longest = max(len(ids) for ids in token_lists)
+    horizon = config.effective_horizon if config.method in ROLLOUT_METHODS else 0
+    room = min(int(models[r].max_length) for r in active_roles(params, config))
+    room -= config.max_new_tokens + horizon
+    T = max(longest, min(max(MIN_BUCKET, _pow2(longest)), room))
+    tokens_BT = np.zeros((B, T), np.int32)
+    start_B = np.full((B,), T - 1, np.int32)
+    for b, ids in enumerate(token_lists):
+        tokens_BT[b, T - len(ids):] = ids
+        start_B[b] = T - len(ids)
+    live_B = np.arange(B) < P
+    base = jax.random.key(config.seed)
+    idx_B = np.asarray(indices + list(range(max(indices) + 1, max(indices) + 1 + B - P)), np.uint32)
+    keys_B = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(idx_B))
+    arrays = dict(tokens_BT=jnp.asarray(tokens_BT), start_B=jnp.asarray(start_B), keys_B=keys_B,
+                  live_B=jnp.asarray(live_B))
+    return arrays, token_lists
+
+
+def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), *,
+           indices=None) -> DecodeOutput:
+    """Decode every prompt with ``config.method`` (DESIGN §1, §4).
+
+    prompts: strings (tokenised with ``params.sft.tokenizer``) or token-id sequences. indices:
+    optional ints folded into each prompt's key instead of its list position (a job split over
+    batches or hosts passes global prompt numbers so that outputs do not depend on the split).
+    """
+    arrays, token_lists = prepare(params, prompts, config, indices)
+    stripped = TQParams(*(_strip(getattr(params, f.name)) for f in dataclasses.fields(TQParams)))
+    out = engine.decode_arrays(stripped, arrays["tokens_BT"], arrays["start_B"], arrays["keys_B"],
+                               arrays["live_B"], engine.as_sweep(config), config=config.static())
+    out = jax.device_get(out)
+    P = len(token_lists)
+    lengths = out["length_B"][:P]
+    tokens = [out["tokens_BN"][i, :lengths[i]].tolist() for i in range(P)]
+    tokenizer = getattr(params.sft, "tokenizer", None)
+    texts = None if tokenizer is None else [_text(tokenizer, ids) for ids in tokens]
+    diagnostics = dict(steps=int(out["steps"]), nonfinite=out["bad_B"][:P],
+                       fallbacks=out["fallback_B"][:P])
+    if config.method == "bon":
+        diagnostics.update(sample_rewards=out["rewards_Bn"][:P], kept=out["rank_BN"][:P, 0])
+    elif config.diagnostics and config.method in ROLLOUT_METHODS:
+        diagnostics.update(rank=[out["rank_BN"][i, :lengths[i]] for i in range(P)],
+                           q=[out["q_BNC"][i, :lengths[i]] for i in range(P)])
+    return DecodeOutput(tokens=tokens, texts=texts,
+                        rewards=out["reward_B"][:P] if params.reward is not None else None,
+                        logp_sft=out["logp_sft_B"][:P], kl=out["kl_B"][:P],
+                        log_ratio=out["log_ratio_B"][:P], diagnostics=diagnostics)

@@ -1,0 +1,128 @@
+"""The whole decode as one program: prefill every model, then a `lax.while_loop` over steps.
+
+Each step chooses one token per row (`tq.tq_step` for ``tq``/``cd``/``args``, `plain_step` for
+``sft``/``baseline``/``bon`` samples), then commits it to every model's cache with ``append``: the
+committed prefix is never re-encoded. Rows stop at EOS (unless ``ignore_eos``) or after
+``max_new_tokens``; a finished row appends padding and nothing about it changes any more. The loop
+exits as soon as every row is done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from tqjax.decoding import sampler, stats, tq
+from tqjax.decoding.config import ROLLOUT_METHODS
+from tqjax.decoding.state import DecodeState, init_state
+
+ROLES = ("sft", "baseline", "reward", "baseline_reward")
+
+
+def decoded_role(config) -> str:
+    """The model plain decoding (and best-of-N) samples from."""
+    if config.method == "baseline" or (config.method == "bon" and config.proposal == "baseline"):
+        return "baseline"
+    return "sft"
+
+
+def active_roles(params, config) -> tuple[str, ...]:
+    """Models that keep a committed cache for this config (static)."""
+    roles = ["sft"]
+    if (config.method in ("tq", "baseline")
+            or (config.method in ("cd", "args", "bon") and config.proposal == "baseline")):
+        roles.append("baseline")
+    if params.reward is not None:
+        roles.append("reward")
+    if (config.method == "tq" and config.transfer == "indirect"
+            and params.baseline_reward is not None):
+        roles.append("baseline_reward")
+    return tuple(roles)
+
+
+def eos_id(params):
+    """The SFT model's EOS id (None: rows and rollouts never stop early)."""
+    return getattr(params.sft, "eos_token_id", None)
+
+
+def plain_step(outs, step_keys_B, sweep, config):
+    role = decoded_role(config)
+    token_B = sampler.sample_token(outs[role], sampler.draw_key(step_keys_B, 0), sweep, config)
+    if role == "sft":
+        zeros = jnp.zeros(token_B.shape, jnp.float32)
+        kl_B, ratio_B = zeros, zeros
+    else:
+        kl_B, ratio_B = stats.vocab_kl(jax.nn.log_softmax(outs[role].astype(jnp.float32)),
+                                       jax.nn.log_softmax(outs["sft"].astype(jnp.float32)),
+                                       token_B)
+    return token_B, dict(kl_B=kl_B, log_ratio_B=ratio_B)
+
+
+def generate(params, tokens_BT, start_B, keys_B, live_B, sweep, config) -> DecodeState:
+    """Decode a left-padded batch. Not jitted itself: `jit_generate` is.
+
+    tokens_BT: int32 left-padded prompts; start_B: first real slot per row; keys_B: one typed PRNG
+    key per row; live_B: False for bucket-padding rows; sweep: `DecodeConfig.sweep()` as float32
+    scalars; config: a static `DecodeConfig`. Returns the final `DecodeState`.
+    """
+    B, T = tokens_BT.shape
+    N = config.max_new_tokens
+    roles = active_roles(params, config)
+    models = {role: getattr(params, role) for role in roles}
+    eos = eos_id(params)
+    stop = None if config.ignore_eos else eos    # rollouts stop at EOS even with ignore_eos
+    candidate_method = config.method in ROLLOUT_METHODS
+
+    caches, outs = {}, {}
+    for role, model in models.items():
+        cache = model.init_cache(B, T + N)
+        outs[role], caches[role] = model.prefill(tokens_BT, start_B, cache)
+    n_cand = config.k if candidate_method else 0
+    state = init_state(caches, outs, live_B, N, n_cand, config.diagnostics and candidate_method)
+
+    def cond(s: DecodeState):
+        return (s.step < N) & ~jnp.all(s.done_B)
+
+    def body(s: DecodeState):
+        step_keys_B = sampler.step_key(keys_B, s.step)
+        if candidate_method:
+            token_B, info = tq.tq_step(models, s.caches, s.outs, step_keys_B, sweep, config, eos)
+        else:
+            token_B, info = plain_step(s.outs, step_keys_B, sweep, config)
+        live_B = ~s.done_B
+        token_B = jnp.where(live_B, token_B, tq.PAD)
+        logp_sft_B = jnp.take_along_axis(jax.nn.log_softmax(s.outs["sft"].astype(jnp.float32)),
+                                         token_B[:, None], axis=-1)[:, 0]
+        new_outs, new_caches = {}, {}
+        for role, model in models.items():
+            new_outs[role], new_caches[role] = model.append(token_B, s.caches[role])
+
+        def acc(total, value):
+            return total + jnp.where(live_B, value, 0).astype(total.dtype)
+
+        changes = dict(
+            step=s.step + 1, caches=new_caches, outs=new_outs,
+            tokens_BN=s.tokens_BN.at[:, s.step].set(token_B),
+            length_B=acc(s.length_B, 1),
+            logp_sft_B=acc(s.logp_sft_B, logp_sft_B),
+            kl_B=acc(s.kl_B, info["kl_B"]), log_ratio_B=acc(s.log_ratio_B, info["log_ratio_B"]))
+        if "reward" in models:
+            changes["reward_B"] = jnp.where(live_B, new_outs["reward"].astype(jnp.float32),
+                                            s.reward_B)
+        if candidate_method:
+            changes["bad_B"] = acc(s.bad_B, info["bad_B"])
+            changes["fallback_B"] = acc(s.fallback_B, info["fallback_B"])
+            if s.rank_BN.shape[1]:
+                changes["rank_BN"] = s.rank_BN.at[:, s.step].set(
+                    jnp.where(live_B, info["rank_B"], -1))
+                changes["q_BNC"] = s.q_BNC.at[:, s.step].set(
+                    jnp.where(live_B[:, None], info["q_BC"], jnp.nan))
+        done_B = s.done_B
+        if stop is not None:
+            done_B = done_B | (live_B & (token_B == stop))
+        changes["done_B"] = done_B
+        return dataclasses.replace(s, **changes)
+
+    return jax.lax.while_loop(cond, body, state)

@@ -1,0 +1,139 @@
+"""One TQ* step and its special cases ``cd`` and ``args`` (DESIGN §1, §2).
+
+The value of one candidate is written for one candidate (``candidate_value``) and `vmap`-ped over
+the k candidates; inside it, one rollout (``rollout``) is `vmap`-ped over the M rollouts. Every
+model's committed cache is passed to the rollouts unmapped (``in_axes=None``): the k·M rollouts of a
+row read the same prefix cache, and only their private suffixes (H+1 tokens) are per rollout.
+
+Per candidate ``z`` and rollout, with ``R`` the rollout model (ρ_BL for ``tq``, π_sft for ``cd``):
+
+- the reward model extends ``z, τ_1..τ_H`` (H+1 tokens); the rollout's reward ``r`` is its score
+  at the last real token (EOS included, or ``τ_H``);
+- ``R`` extends ``z, τ_1..τ_{H-1}`` (H tokens) to propose ``τ_1..τ_H``: greedy when
+  ``rollout_temperature == 0``, else sampled at that temperature, each draw with key
+  ``fold_in(fold_in(fold_in(step_key, 1 + c), m), h)``;
+- indirect transfer also needs ``r_BL``: the ``baseline_reward`` model's score of the same tokens,
+  or the implicit ``β·(log ρ_BL(z,τ) − log π_sft(z,τ))`` (then π_sft extends the suffix too).
+
+``args`` is H = 0: the value is the reward of ``[s, z]``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from tqjax.decoding import sampler, select as select_lib, stats
+
+PAD = 0
+
+
+def _take(x_BV, token_B):
+    return jnp.take_along_axis(x_BV, token_B[:, None], axis=-1)[:, 0]
+
+
+def rollout_role(config) -> str:
+    return "baseline" if config.method == "tq" else "sft"
+
+
+def candidate_values(models, caches, logp, cand_BC, step_keys_B, sweep, config, eos):
+    """Q̂ of every candidate, ``[B, C]`` float32 (NaN/inf pass through; `select` handles them).
+
+    ``models`` and ``caches`` map roles (``sft``, ``baseline``, ``reward``, ``baseline_reward``)
+    to models and their committed caches; ``logp`` maps lm roles to ``[B, V]`` next-token
+    log-probs at the committed state.
+    """
+    H, M = config.effective_horizon, config.effective_rollouts
+    role = rollout_role(config)
+    lm, reward = models[role], models["reward"]
+    indirect = config.transfer == "indirect"
+    rbl = models.get("baseline_reward") if indirect else None
+    implicit = indirect and rbl is None
+    greedy = config.rollout_temperature == 0
+    beta = sweep["beta"]
+
+    def is_eos(tok_B):
+        return jnp.zeros(tok_B.shape, bool) if eos is None else tok_B == eos
+
+    def score(model, name, tok_B, suffix):
+        return model.extend(tok_B, caches[name], suffix)
+
+    def rollout(z_B, keys_B):
+        # Iteration h processes suffix token h (z at h = 0): the reward model scores it, the
+        # rollout model proposes token h + 1. A last reward extension scores token H.
+        c = dict(tok=z_B, done=jnp.zeros(z_B.shape, bool), r=jnp.zeros(z_B.shape, jnp.float32),
+                 rm=reward.init_suffix(caches["reward"], H + 1))
+        if rbl is not None:
+            c["rbl"] = jnp.zeros(z_B.shape, jnp.float32)
+            c["rblm"] = rbl.init_suffix(caches["baseline_reward"], H + 1)
+        if implicit:   # log ρ_BL − log π_sft of the rollout's real tokens, z first
+            c["lr"] = _take(logp["baseline"], z_B) - _take(logp["sft"], z_B)
+            c["sftm"] = models["sft"].init_suffix(caches["sft"], H)
+        if H > 0:
+            c["lm"] = lm.init_suffix(caches[role], H)
+
+        def score_token(c):
+            c = dict(c)
+            live_B = ~c["done"]
+            r_B, c["rm"] = reward.extend(c["tok"], caches["reward"], c["rm"])
+            c["r"] = jnp.where(live_B, r_B, c["r"])
+            if rbl is not None:
+                rbl_B, c["rblm"] = rbl.extend(c["tok"], caches["baseline_reward"], c["rblm"])
+                c["rbl"] = jnp.where(live_B, rbl_B, c["rbl"])
+            return c
+
+        def step(h, c):
+            c = score_token(c)
+            logits_BV, c["lm"] = lm.extend(c["tok"], caches[role], c["lm"])
+            c["done"] = c["done"] | is_eos(c["tok"])
+            nxt_B = sampler.rollout_token(logits_BV, sampler.draw_key(keys_B, h + 1),
+                                          sweep["rollout_temperature"], greedy)
+            if implicit:
+                sft_BV, c["sftm"] = models["sft"].extend(c["tok"], caches["sft"], c["sftm"])
+                gap_B = (_take(jax.nn.log_softmax(logits_BV), nxt_B)
+                         - _take(jax.nn.log_softmax(sft_BV), nxt_B))
+                c["lr"] = c["lr"] + jnp.where(c["done"], 0.0, gap_B)
+            c["tok"] = jnp.where(c["done"], PAD, nxt_B)
+            return c
+
+        if H > 0:
+            c = jax.lax.fori_loop(0, H, step, c)
+        c = score_token(c)
+        if not indirect:
+            return c["r"], c["r"]
+        if implicit:
+            return c["r"], c["r"] / beta - c["lr"]
+        return c["r"], (c["r"] - c["rbl"]) / beta
+
+    def candidate_value(z_B, index):
+        keys_MB = jax.vmap(lambda m: sampler.draw_key(step_keys_B, 1 + index, m))(jnp.arange(M))
+        z_MB = jnp.broadcast_to(z_B, (M,) + z_B.shape)
+        r_MB, logw_MB = jax.vmap(rollout)(z_MB, keys_MB)
+        if not indirect:
+            return jnp.mean(r_MB, axis=0)
+        if config.weights == "normalized":
+            return jnp.sum(jax.nn.softmax(logw_MB, axis=0) * r_MB, axis=0)
+        return jnp.mean(jnp.exp(logw_MB) * r_MB, axis=0)
+
+    C = cand_BC.shape[1]
+    return jax.vmap(candidate_value, in_axes=(1, 0), out_axes=1)(cand_BC, jnp.arange(C))
+
+
+def tq_step(models, caches, outs, step_keys_B, sweep, config, eos):
+    """Choose this step's token per row. Returns ``(token_B, info)``.
+
+    ``info``: ``kl_B``, ``log_ratio_B``, ``bad_B`` (candidates with non-finite Q̂),
+    ``fallback_B``, ``rank_B``, ``q_BC``.
+    """
+    logp = {role: jax.nn.log_softmax(outs[role].astype(jnp.float32), axis=-1)
+            for role in ("sft", "baseline") if role in outs}
+    prior_BV = logp["sft"] if config.proposal == "sft" else logp["baseline"]
+    cand_BC, prior_BC = select_lib.candidates(prior_BV, config.k)
+    q_BC = candidate_values(models, caches, logp, cand_BC, step_keys_B, sweep, config, eos)
+    sel = select_lib.select(cand_BC, prior_BC, q_BC, logp["sft"], sweep["alpha"],
+                            sampler.draw_key(step_keys_B, 0), config.select == "greedy")
+    logp_sft_BC = jnp.take_along_axis(logp["sft"], cand_BC, axis=-1)
+    kl_B, ratio_B = stats.candidate_kl(sel.score_BC, logp_sft_BC, sel.rank_B, sel.fallback_B)
+    info = dict(kl_B=kl_B, log_ratio_B=ratio_B, bad_B=jnp.sum(sel.bad_BC, axis=-1, dtype=jnp.int32),
+                fallback_B=sel.fallback_B, rank_B=sel.rank_B, q_BC=q_BC)
+    return sel.token_B, info
