@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from decode_helpers import PROMPTS, TQParams, toy_params, transformer_params, with_eos
+from tests.decoding.decode_helpers import PROMPTS, TQParams, toy_params, transformer_params, with_eos
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from decode_helpers import transformer_params
+from tests.decoding.decode_helpers import transformer_params
 from tqjax.api.decode import TQParams, decode, prepare
 from tqjax.decoding import DecodeConfig, engine, tq
 from tqjax.models import ModelConfig, init_model, toy
@@ -132,7 +132,7 @@ def test_nonfinite_rewards_are_counted_and_fall_back(toys):
     assert out.tokens[0][0] == sft_argmax
     assert d["nonfinite"][0] > 3 and d["fallbacks"][0] < 4   # step 1 has finite candidates too
     assert np.all(np.isfinite(out.kl)) and np.all(np.isfinite(out.logp_sft))
-    import decode_reference as ref
+    from tests.decoding import decode_reference as ref
     expected, stats = ref.decode(bad, [[0, 1, 2, 3]], config)
     assert out.tokens[0] == expected[0]["tokens"]
     assert d["fallbacks"][0] == stats["fallbacks"] and d["nonfinite"][0] == stats["nonfinite"]

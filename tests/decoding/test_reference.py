@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import decode_reference as ref
-from decode_helpers import assert_same
+from tests.decoding import decode_reference as ref
+from tests.decoding.decode_helpers import assert_same
 from tqjax.api.decode import TQParams, decode
 from tqjax.decoding import DecodeConfig
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import decode_reference as ref
+from tests.decoding import decode_reference as ref
 from tqjax.api.decode import TQParams, decode
 from tqjax.decoding import DecodeConfig
 
