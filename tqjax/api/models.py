@@ -22,7 +22,7 @@ def load(path: str, dtype=None, shardings=None, mesh=None) -> Model:
     sharding rules (`tqjax.parallel`); ``shardings``, a pytree of ``jax.sharding.Sharding`` shaped
     like the params, places them explicitly.
     """
-    path = os.fspath(path)
+    path = os.path.abspath(os.fspath(path))
     check_folder(path)
     if is_tqjax_checkpoint(path):
         if mesh is not None and shardings is None:

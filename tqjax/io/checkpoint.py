@@ -65,7 +65,7 @@ def load_checkpoint(path: str, dtype=None, shardings=None) -> tuple[ModelConfig,
     target_dtype = jnp.dtype(dtype or _meta(path)["dtype"])
     if shardings is None:
         shardings = jax.tree.map(lambda _: None, shapes, is_leaf=is_shape)
-    target = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s, target_dtype, sharding=sh or jax.sharding.SingleDeviceSharding(jax.devices()[0])),
+    target = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s, target_dtype, sharding=sh or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])),
                           shapes, shardings, is_leaf=is_shape)
     params = ocp.StandardCheckpointer().restore(os.path.join(path, "params"), target)
     return config, params

@@ -1,0 +1,123 @@
+"""`tqjax decode` and `tqjax eval` end to end, and their bad-input errors."""
+
+import json
+import os
+
+import pytest
+
+from tqjax.cli.main import main
+from tqjax.cli.options import SHIPPED
+
+FAST = ["--k", "3", "--horizon", "2", "--max-new-tokens", "5"]
+
+
+def write_prompts(path, lines):
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def models(world_dir):
+    return ["--sft", str(world_dir / "sft"), "--baseline", str(world_dir / "baseline-direct"),
+            "--reward", str(world_dir / "reward")]
+
+
+def test_decode_job_writes_one_line_per_prompt(world_dir, tmp_path):
+    prompts = write_prompts(tmp_path / "p.jsonl", ['{"id": "a", "prompt": "review of the sushi bar :"}',
+                                                   '{"id": 7, "prompt_ids": [1, 40, 41, 42]}'])
+    out = tmp_path / "out.jsonl"
+    assert main(["decode", *models(world_dir), "--prompts", prompts, "--out", str(out), *FAST]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["id"] for line in lines] == ["a", 7]
+    for line in lines:
+        assert set(line) >= {"id", "tokens", "text", "reward", "kl"}
+        assert 1 <= len(line["tokens"]) <= 5 and isinstance(line["reward"], float) and line["kl"] >= 0
+    assert not os.path.exists(str(out) + ".partial")
+
+
+def test_decode_demo_prints_both_responses(world_dir, capsys):
+    assert main(["decode", "--checkpoints", str(world_dir), *FAST]) == 0
+    text = capsys.readouterr().out
+    assert text.count("\nprompt: ") == 6
+    assert text.count("TQ*  [gold r") == 6 and text.count("SFT  [gold r") == 6
+
+
+def test_decode_on_the_shipped_checkpoints(capsys):
+    assert SHIPPED.is_dir(), "checkpoints/world is part of the repository"
+    assert main(["decode", *FAST]) == 0
+    assert "mean over 6 prompts  TQ*" in capsys.readouterr().out
+
+
+def test_eval_writes_json_table_and_plot(world_dir, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["eval", "--checkpoints", str(world_dir), "--n-prompts", "2", "--alphas", "1,4",
+                 "--methods", "sft,bon,args,tq,tq-indirect", "--out", str(out), *FAST]) == 0
+    report = json.load(open(out / "eval.json"))
+    assert set(report["methods"]) == {"sft", "bon", "args", "tq", "tq-indirect"}
+    for row in report["methods"].values():
+        assert {"gold_reward", "reward", "kl", "diversity", "coherence", "win_rate_vs_sft", "tokens_per_s"} <= set(row)
+    assert report["methods"]["sft"]["win_rate_vs_sft"] == 0.5
+    assert report["matched_compute"]["bon_n"] == round((2 * 3 * 1 * 3 + 3) / 2)
+    assert sorted(a for a, _, _ in report["frontier"]["tq"]) == [1.0, 4.0]
+    assert (out / "frontier.png").stat().st_size > 1000
+    assert "| tq-indirect |" in (out / "eval.md").read_text()
+
+
+def test_eval_on_the_shipped_checkpoints(tmp_path):
+    assert main(["eval", "--n-prompts", "2", "--methods", "sft,tq", "--out", str(tmp_path / "e"), *FAST]) == 0
+    assert json.load(open(tmp_path / "e" / "eval.json"))["methods"]["tq"]["gold_reward"] == pytest.approx(
+        json.load(open(tmp_path / "e" / "eval.json"))["methods"]["tq"]["gold_reward"])
+
+
+@pytest.mark.parametrize("lines, message", [
+    (['{"id": 1, "prompt": "a"}', '{"id": 2, "prompt": '], "p.jsonl:2: not valid JSON"),
+    (['{"id": 1, "prompt": "a"}', '{"id": 2}'], "p.jsonl:2: needs a non-empty \"prompt\""),
+    (['{"id": 1, "prompt": "a"}', '{"id": 1, "prompt": "b"}'], "p.jsonl:2: duplicate id 1 \\(first on line 1\\)"),
+    (['{"prompt": "a"}'], "p.jsonl:1: missing \"id\""),
+])
+def test_bad_prompt_files(world_dir, tmp_path, capsys, lines, message):
+    prompts = write_prompts(tmp_path / "p.jsonl", lines)
+    out = tmp_path / "out.jsonl"
+    assert main(["decode", *models(world_dir), "--prompts", prompts, "--out", str(out)]) == 2
+    assert pytest.importorskip("re").search(message, capsys.readouterr().err)
+    assert not out.exists() and not os.path.exists(str(out) + ".partial")
+
+
+def test_missing_checkpoint_folder(world_dir, tmp_path, capsys):
+    prompts = write_prompts(tmp_path / "p.jsonl", ['{"id": 1, "prompt": "a"}'])
+    args = ["decode", "--sft", str(tmp_path / "nope"), "--prompts", prompts, "--out", str(tmp_path / "o.jsonl")]
+    assert main(args) == 2
+    assert "--sft folder" in capsys.readouterr().err and not (tmp_path / "o.jsonl").exists()
+
+
+def test_wrong_checkpoint_folder(world_dir, tmp_path, capsys):
+    prompts = write_prompts(tmp_path / "p.jsonl", ['{"id": 1, "prompt": "a"}'])
+    (tmp_path / "empty").mkdir()
+    assert main(["decode", "--sft", str(tmp_path / "empty"), "--prompts", prompts, "--out", str(tmp_path / "o.jsonl")]) == 2
+    assert "no config.json" in capsys.readouterr().err
+
+
+def test_existing_output_needs_overwrite(world_dir, tmp_path, capsys):
+    prompts = write_prompts(tmp_path / "p.jsonl", ['{"id": 1, "prompt": "a"}'])
+    out = tmp_path / "out.jsonl"
+    out.write_text("keep me\n")
+    assert main(["decode", *models(world_dir), "--prompts", prompts, "--out", str(out)]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert out.read_text() == "keep me\n"
+
+
+def test_unknown_method_and_flag_values(world_dir, tmp_path, capsys):
+    assert main(["decode", "--checkpoints", str(world_dir), "--method", "beam"]) == 2
+    assert "unknown method 'beam'" in capsys.readouterr().err
+    assert main(["decode", "--checkpoints", str(world_dir), "--k", "0"]) == 2
+    assert "k must be >= 1" in capsys.readouterr().err
+    assert main(["eval", "--checkpoints", str(world_dir), "--methods", "sft,magic", "--out", str(tmp_path / "e")]) == 2
+    assert "unknown method(s) ['magic']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["decode", "--k", "ten"])
+
+
+def test_eval_refuses_to_overwrite(world_dir, tmp_path, capsys):
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "eval.json").write_text("{}")
+    assert main(["eval", "--checkpoints", str(world_dir), "--out", str(tmp_path / "e")]) == 2
+    assert "already exists" in capsys.readouterr().err

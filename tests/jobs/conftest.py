@@ -1,0 +1,78 @@
+"""Tiny random models on disk, a prompt file, and `tqjax batch` run as a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import tqjax
+from tqjax.models import ModelConfig, init_model
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMPTS = 24
+DECODE_FLAGS = ("--k", "2", "--horizon", "2", "--max-new-tokens", "4")
+
+
+@pytest.fixture(scope="session")
+def job_files(tmp_path_factory):
+    """Folders of a tiny SFT, baseline and reward model, and a 24-prompt JSONL file."""
+    root = tmp_path_factory.mktemp("batch_job")
+    lm, rm = ModelConfig.tiny("llama"), ModelConfig.tiny("llama", kind="reward")
+    for seed, (role, config) in enumerate((("sft", lm), ("baseline", lm), ("reward", rm))):
+        tqjax.save(init_model(config, jax.random.key(seed)), str(root / role))
+    rng = np.random.default_rng(0)
+    with open(root / "prompts.jsonl", "w") as f:
+        for i in range(PROMPTS):
+            ids = rng.integers(3, 61, size=int(rng.integers(2, 7))).tolist()
+            f.write(json.dumps({"id": f"p{i}", "prompt_ids": ids}) + "\n")
+    return root
+
+
+def batch_args(files, output, *extra):
+    return ["batch", "--sft", str(files / "sft"), "--baseline", str(files / "baseline"),
+            "--reward", str(files / "reward"), "--input", str(files / "prompts.jsonl"),
+            "--output", str(output), *DECODE_FLAGS, *extra]
+
+
+def subprocess_env():
+    env = dict(os.environ)
+    env.pop("JAX_COORDINATOR_ADDRESS", None)
+    env.update(XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu",
+               TRANSFORMERS_VERBOSITY="error", TOKENIZERS_PARALLELISM="false",
+               JAX_COMPILATION_CACHE_DIR=str(ROOT / ".jax_cache"),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.2")
+    return env
+
+
+def start_batch(files, output, *extra, log):
+    """`python -m tqjax.cli.main batch ...` in the background, stdout and stderr to ``log``."""
+    return subprocess.Popen([sys.executable, "-m", "tqjax.cli.main", *batch_args(files, output, *extra)],
+                            cwd=ROOT, env=subprocess_env(), stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+
+def finish(proc, log, timeout=180):
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    text = Path(log).read_text()
+    assert proc.returncode == 0, f"tqjax batch exited with {proc.returncode}:\n{text[-3000:]}"
+    return text
+
+
+@pytest.fixture(scope="session")
+def reference(job_files, tmp_path_factory):
+    """Results of one uninterrupted single-process run, by id."""
+    out = tmp_path_factory.mktemp("reference") / "out"
+    log = out.parent / "log.txt"
+    finish(start_batch(job_files, out, "--batch-size", "4", log=log), log)
+    from tqjax.jobs import read_results
+    results = read_results(str(out))
+    assert len(results) == PROMPTS
+    return {r["id"]: r for r in results}

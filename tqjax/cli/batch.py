@@ -1,0 +1,104 @@
+"""``tqjax batch``: decode a prompt file into OUTDIR on one or many processes; rerun to resume.
+
+Every process runs the same command; each writes ``OUTDIR/part-{process:05d}.jsonl``. Inputs,
+flags, models and OUTDIR are checked before anything is written (`tqjax.jobs.batch`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from tqjax.cli.options import add_decode_flags, add_model_flags, decode_config, model_paths
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("batch", help="resumable batch decoding of a prompt file (multi-process)")
+    add_model_flags(p)
+    p.add_argument("--input", required=True,
+                   help="JSONL file of {\"id\", \"prompt\"} or {\"id\", \"prompt_ids\"} lines")
+    p.add_argument("--output", required=True,
+                   help="output folder: part-*.jsonl (id, index, tokens, text, reward, kl, logp_sft, "
+                        "log_ratio per line) and job.json; rerun the same command to resume")
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=16)
+    group = p.add_argument_group("processes (default: JAX_COORDINATOR_ADDRESS or cluster variables "
+                                 "when set, else one process)")
+    group.add_argument("--coordinator", help="HOST:PORT of process 0")
+    group.add_argument("--num-processes", "--num_processes", dest="num_processes", type=int)
+    group.add_argument("--process-id", "--process_id", dest="process_id", type=int)
+    add_decode_flags(p)
+    p.set_defaults(run=run)
+
+
+def _validate_prompts(path, params, records, indices, config):
+    """Tokenise and check this process's prompts against the models before any decoding."""
+    from tqjax.api.decode import prepare
+
+    for lo in range(0, len(indices), 1024):
+        part = indices[lo:lo + 1024]
+        try:
+            prepare(params, [records[i].value for i in part], config, indices=part)
+        except (ValueError, TypeError) as e:
+            word, number, rest = (str(e).split(" ", 2) + ["", ""])[:3]   # "prompt 3 has ..."
+            if word == "prompt" and number.isdigit() and int(number) < len(part):
+                rid = records[part[int(number)]].id
+                raise ValueError(f"{path}: prompt id {rid!r} {rest}") from None
+            raise ValueError(f"{path}: {e}") from None
+
+
+def run(args) -> int:
+    from tqdm.auto import tqdm
+
+    from tqjax.io.prompts import read_prompts
+    from tqjax.jobs import batch, distributed
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    config = decode_config(args)
+    records = read_prompts(args.input)
+    paths = {role: os.path.abspath(path) for role, path in model_paths(args).items()}
+    for role, path in paths.items():
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"--{role.replace('_', '-')} folder {path!r} does not exist")
+    spec = batch.job_spec(args.input, paths, config, args.dtype)
+    batch.check_job(args.output, spec)
+
+    process_id, num_processes = distributed.initialize(
+        args.coordinator, args.num_processes, args.process_id,
+        auto=bool(os.environ.get("JAX_COORDINATOR_ADDRESS")))
+    distributed.check_same(repr(sorted(spec.items())), "the job (input, models, decoding flags)")
+
+    from tqjax.api.decode import TQParams, decode
+
+    params = TQParams(**_load(paths, args.dtype))
+    mine = list(batch.share(len(records), num_processes, process_id))
+    _validate_prompts(args.input, params, records, mine, config)
+    batch.write_job(args.output, spec, process_id)
+
+    decode_fn = functools.partial(_decode, decode, params, config)
+    progress = functools.partial(_bar, tqdm, f"batch {config.method} [{process_id}/{num_processes}]")
+    summary = batch.run(records, decode_fn, args.output, batch_size=args.batch_size,
+                        num_processes=num_processes, process_id=process_id, progress=progress)
+    print(f"tqjax batch: {summary}; wrote {batch.part_path(args.output, process_id)}", flush=True)
+    distributed.barrier("tqjax batch done")
+    distributed.shutdown()
+    return 0
+
+
+def _load(paths, dtype):
+    """The models on this process's first device (a mesh over it: no device of another process)."""
+    import jax
+
+    import tqjax
+    from tqjax.parallel import make_mesh
+
+    mesh = make_mesh(1, 1, devices=jax.local_devices()[:1])
+    return {role: tqjax.load(path, dtype=dtype, mesh=mesh) for role, path in paths.items()}
+
+
+def _decode(decode, params, config, values, indices):
+    return decode(params, values, config, indices=indices)
+
+
+def _bar(tqdm, desc, total, initial):
+    return tqdm(total=total, initial=initial, desc=desc, unit="prompt", dynamic_ncols=True)

@@ -1,0 +1,69 @@
+"""Flags shared by the commands: every DecodeConfig field, model folders, the shipped checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from tqjax.decoding.config import DecodeConfig
+
+SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints" / "world"
+ROLES = {"sft": "sft", "baseline": "baseline-direct", "reward": "reward", "baseline_reward": None}
+
+
+def add_decode_flags(p) -> None:
+    """One flag per DecodeConfig field, same name (``--max-new-tokens`` or ``--max_new_tokens``)."""
+    group = p.add_argument_group("decoding (tqjax.DecodeConfig fields)")
+    for field in dataclasses.fields(DecodeConfig):
+        flags = sorted({f"--{field.name.replace('_', '-')}", f"--{field.name}"})
+        if field.type in (bool, "bool"):
+            group.add_argument(*flags, dest=field.name, action="store_true", default=None)
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(str(field.type), type(field.default))
+            group.add_argument(*flags, dest=field.name, type=kind, default=None,
+                               help=f"default {field.default!r}")
+
+
+def decode_config(args, **defaults) -> DecodeConfig:
+    """A validated DecodeConfig from the flags that were given, on top of ``defaults``."""
+    values = dict(defaults)
+    for field in dataclasses.fields(DecodeConfig):
+        if getattr(args, field.name, None) is not None:
+            values[field.name] = getattr(args, field.name)
+    return DecodeConfig(**values)
+
+
+def add_model_flags(p) -> None:
+    group = p.add_argument_group("models (Hugging Face folders or tqjax checkpoints)")
+    group.add_argument("--sft", help="SFT model folder (candidates and the KL reference)")
+    group.add_argument("--baseline", help="aligned baseline model folder (e.g. DPO), used for rollouts")
+    group.add_argument("--reward", help="target reward model folder")
+    group.add_argument("--baseline-reward", "--baseline_reward", dest="baseline_reward",
+                       help="reward model the baseline was aligned to (indirect transfer)")
+    group.add_argument("--dtype", default=None, help="cast weights on load (e.g. bfloat16)")
+    group.add_argument("--checkpoints", default=str(SHIPPED),
+                       help="folder of the world-task models used when no model folder is given")
+
+
+def model_paths(args) -> dict:
+    """Role -> folder: the given flags, or the shipped world checkpoints when none are given."""
+    given = {role: getattr(args, role) for role in ROLES if getattr(args, role, None)}
+    if given:
+        if "sft" not in given:
+            raise ValueError("--sft is required when model folders are given")
+        return given
+    root = Path(getattr(args, "checkpoints", SHIPPED))
+    if not root.is_dir():
+        raise FileNotFoundError(f"the world checkpoints are not at {root}; pass --sft/--baseline/--reward")
+    return {role: str(root / name) for role, name in ROLES.items() if name}
+
+
+def load_models(paths: dict, dtype=None) -> dict:
+    """Load every folder first (so a bad one fails before any decoding)."""
+    import tqjax
+
+    for role, path in paths.items():
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"--{role.replace('_', '-')} folder {path!r} does not exist")
+    return {role: tqjax.load(path, dtype=dtype) for role, path in paths.items()}
