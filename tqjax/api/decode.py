@@ -156,7 +156,7 @@ def _text(tokenizer, ids):
         return tokenizer.decode(list(ids))
 
 
-def prepare(params, prompts, config, indices=None):
+def prepare(params, prompts, config, indices=None, batch_multiple=1):
     """Validate and lay out a batch: ``(arrays, token_lists)`` (also used by tests/benchmarks)."""
     if not isinstance(config, DecodeConfig):
         raise TypeError(f"config must be a tqjax.DecodeConfig, got {type(config).__name__}")
@@ -169,7 +169,7 @@ def prepare(params, prompts, config, indices=None):
     if len(indices) != len(token_lists):
         raise ValueError(f"indices has {len(indices)} entries for {len(token_lists)} prompts")
     P = len(token_lists)
-    B = _pow2(P)
+    B = -(-_pow2(P) // batch_multiple) * batch_multiple
     longest = max(len(ids) for ids in token_lists)
     horizon = config.effective_horizon if config.method in ROLLOUT_METHODS else 0
     room = min(int(models[r].max_length) for r in active_roles(params, config))
@@ -189,16 +189,36 @@ def prepare(params, prompts, config, indices=None):
     return arrays, token_lists
 
 
+def _place(params: TQParams, arrays: dict, mesh) -> tuple[TQParams, dict]:
+    """Params by the sharding rules, batch arrays split over the mesh's "data" axis."""
+    from tqjax.parallel import batch_sharding, param_shardings
+
+    def put(model):
+        if model is None or not hasattr(model, "config"):
+            return model
+        return model.replace(params=jax.device_put(model.params, param_shardings(model.config, mesh)))
+
+    placed = TQParams(*(put(getattr(params, f.name)) for f in dataclasses.fields(TQParams)))
+    arrays = {k: jax.device_put(v, batch_sharding(mesh, v.ndim)) for k, v in arrays.items()}
+    return placed, arrays
+
+
 def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), *,
-           indices=None) -> DecodeOutput:
+           indices=None, mesh=None) -> DecodeOutput:
     """Decode every prompt with ``config.method`` (DESIGN §1, §4).
 
     prompts: strings (tokenised with ``params.sft.tokenizer``) or token-id sequences. indices:
     optional ints folded into each prompt's key instead of its list position (a job split over
     batches or hosts passes global prompt numbers so that outputs do not depend on the split).
+    mesh: a ``("data", "model")`` mesh (`tqjax.make_mesh`): params are placed by the sharding rules
+    (tensor parallel over "model"), prompts split over "data" (the batch is padded to a multiple of
+    it). The output does not depend on the mesh.
     """
-    arrays, token_lists = prepare(params, prompts, config, indices)
+    data = 1 if mesh is None else dict(zip(mesh.axis_names, mesh.devices.shape)).get("data", 1)
+    arrays, token_lists = prepare(params, prompts, config, indices, batch_multiple=data)
     stripped = TQParams(*(_strip(getattr(params, f.name)) for f in dataclasses.fields(TQParams)))
+    if mesh is not None:
+        stripped, arrays = _place(stripped, arrays, mesh)
     out = engine.decode_arrays(stripped, arrays["tokens_BT"], arrays["start_B"], arrays["keys_B"],
                                arrays["live_B"], engine.as_sweep(config), config=config.static())
     out = jax.device_get(out)
