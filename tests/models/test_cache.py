@@ -102,3 +102,13 @@ def test_bfloat16_cache_decoding_is_close():
     assert cache.k[0].dtype == jnp.bfloat16 and out.dtype == jnp.float32
     full = np.asarray(tqjax.logits(m32, seq))
     assert np.abs(np.asarray(out) - full[:, 3]).max() < 0.05
+
+
+def test_bfloat16_models_decode_with_tq():
+    """The whole TQ* program compiles and runs with bf16 weights (float32 logits and rewards)."""
+    cfg = ModelConfig.tiny("llama")
+    make = lambda kind, seed: init_model(cfg.replace(kind=kind), jax.random.key(seed), dtype=jnp.bfloat16)
+    params = tqjax.TQParams(sft=make("lm", 0), baseline=make("lm", 1), reward=make("reward", 2))
+    out = tqjax.decode(params, [[5, 6, 7], [8, 9]], tqjax.DecodeConfig(k=3, horizon=2, max_new_tokens=4))
+    assert all(1 <= len(t) <= 4 for t in out.tokens)
+    assert out.rewards.dtype == np.float32 and np.isfinite(out.rewards).all() and np.isfinite(out.kl).all()

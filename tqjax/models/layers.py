@@ -13,6 +13,19 @@ Array = jax.Array
 NEG_INF = float(jnp.finfo(jnp.float32).min)
 
 
+def einsum_f32(spec: str, a: Array, b: Array) -> Array:
+    """``jnp.einsum`` with a float32 result, accumulating in float32 whatever the inputs' dtype.
+
+    XLA:CPU has no bf16 x bf16 -> f32 dot, so on the CPU low-precision operands are upcast
+    first; elsewhere the dot itself accumulates in float32 (``preferred_element_type``).
+    """
+    if a.dtype == jnp.float32 and b.dtype == jnp.float32:
+        return jnp.einsum(spec, a, b)
+    if jax.default_backend() == "cpu":
+        return jnp.einsum(spec, a.astype(jnp.float32), b.astype(jnp.float32))
+    return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32)
+
+
 def norm(cfg: ModelConfig, p: dict, x_BTD: Array) -> Array:
     """LayerNorm (gpt2, neox) or RMSNorm (llama), computed in float32."""
     x = x_BTD.astype(jnp.float32)
@@ -76,7 +89,7 @@ def attend(q_BTNH: Array, parts: list[tuple[Array, Array, Array]]) -> Array:
     scale = 1.0 / math.sqrt(H)
     scores = []
     for k_BKSH, _, mask_BTS in parts:
-        s = jnp.einsum("BTKGH,BKSH->BKGTS", q_BTKGH, k_BKSH, preferred_element_type=jnp.float32)
+        s = einsum_f32("BTKGH,BKSH->BKGTS", q_BTKGH, k_BKSH)
         scores.append(jnp.where(mask_BTS[:, None, None], s * scale, NEG_INF))
     probs = jax.nn.softmax(jnp.concatenate(scores, axis=-1), axis=-1)
     out = 0.0
@@ -84,6 +97,6 @@ def attend(q_BTNH: Array, parts: list[tuple[Array, Array, Array]]) -> Array:
     for k_BKSH, v_BKSH, _ in parts:
         size = k_BKSH.shape[2]
         p = probs[..., offset:offset + size].astype(v_BKSH.dtype)
-        out = out + jnp.einsum("BKGTS,BKSH->BTKGH", p, v_BKSH, preferred_element_type=jnp.float32)
+        out = out + einsum_f32("BKGTS,BKSH->BTKGH", p, v_BKSH)
         offset += size
     return out.reshape(B, T, N, H).astype(q_BTNH.dtype)

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from tqjax.models.config import ModelConfig
-from tqjax.models.layers import activate, apply_rope, norm
+from tqjax.models.layers import activate, apply_rope, einsum_f32, norm
 
 Array = jax.Array
 # (layer index, q_BTNH, k_BTKH, v_BTKH) -> attention output q-shaped
@@ -121,7 +121,7 @@ def hidden(cfg: ModelConfig, params: dict, tokens_BT: Array, pos_BT: Array, attn
 def head(cfg: ModelConfig, params: dict, h_BTD: Array) -> Array:
     """float32 logits ``[B, T, V]`` (lm) or scores ``[B, T]`` (reward)."""
     if cfg.kind == "reward":
-        return jnp.einsum("BTD,D->BT", h_BTD, params["score_D"], preferred_element_type=jnp.float32)
+        return einsum_f32("BTD,D->BT", h_BTD, params["score_D"])
     if "head_DV" in params:
-        return jnp.einsum("BTD,DV->BTV", h_BTD, params["head_DV"], preferred_element_type=jnp.float32)
-    return jnp.einsum("BTD,VD->BTV", h_BTD, params["embed_VD"], preferred_element_type=jnp.float32)
+        return einsum_f32("BTD,DV->BTV", h_BTD, params["head_DV"])
+    return einsum_f32("BTD,VD->BTV", h_BTD, params["embed_VD"])
