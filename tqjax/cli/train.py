@@ -1,0 +1,52 @@
+"""``tqjax train world --out DIR``: build every model of the embedded task with optax."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train models with optax (SFT, reward models, DPO)")
+    tasks = p.add_subparsers(dest="task", required=True)
+    w = tasks.add_parser("world", help="build sft, baseline-direct, baseline-indirect, reward and "
+                                       "reward-baseline for the embedded review task")
+    w.add_argument("--out", required=True, help="folder that receives the five models and train_report.json")
+    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--steps-scale", type=float, default=1.0,
+                   help="multiply every run's number of steps (e.g. 0.1 for a quick try)")
+    w.add_argument("--work-dir", default=None,
+                   help="training state (orbax checkpoints, optimiser state); rerunning with the same "
+                        "folder resumes. Default: a folder under the system temp dir derived from "
+                        "--out, --seed and --steps-scale, deleted after success")
+    w.add_argument("--keep-state", action="store_true", help="keep the training state after success")
+    w.add_argument("--overwrite", action="store_true", help="replace models already in --out")
+    w.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    w.set_defaults(run=run)
+
+
+def _default_work_dir(out: str, seed: int, steps_scale: float) -> str:
+    tag = hashlib.sha1(f"{os.path.abspath(out)}|{seed}|{steps_scale}".encode()).hexdigest()[:12]
+    return os.path.join(tempfile.gettempdir(), "tqjax-train", tag)
+
+
+def run(args) -> int:
+    from tqjax.train import world as recipe_lib
+
+    if args.steps_scale <= 0:
+        raise ValueError(f"--steps-scale must be > 0, got {args.steps_scale}")
+    existing = recipe_lib.existing_models(args.out)
+    if existing and not args.overwrite:
+        raise FileExistsError(f"{args.out} already holds {', '.join(existing)}; pass --overwrite to replace them")
+    work_dir = args.work_dir or _default_work_dir(args.out, args.seed, args.steps_scale)
+    os.makedirs(args.out, exist_ok=True)
+    print(f"training state in {work_dir} (rerun the same command to resume)")
+    recipe = recipe_lib.WorldRecipe(seed=args.seed, steps_scale=args.steps_scale)
+    report = recipe_lib.build(recipe, args.out, work_dir=work_dir, progress=not args.no_progress,
+                              overwrite=args.overwrite)
+    if not args.keep_state:
+        recipe_lib.remove_state(work_dir)
+    print(f"saved {', '.join(recipe_lib.MODELS)} under {args.out} in {report['seconds']['total']:.0f} s; "
+          f"report: {os.path.join(args.out, 'train_report.json')}")
+    return 0

@@ -1,0 +1,277 @@
+"""The recipe that builds every model of the embedded review task (`tqjax.world`).
+
+`build` trains, in order: the SFT model (next-token loss on sampled reviews), two reward models
+(Bradley–Terry on pairs labelled by the target reward r and by the baseline reward r_BL, each
+started from the SFT body), and two DPO baselines from the SFT model (pairs labelled by r: the
+direct baseline; by r_BL: the indirect baseline). It validates each on held-out data, samples
+responses to held-out prompts from the SFT and DPO models to measure their gold rewards, and saves
+the five models with `tqjax.save`. Everything is a function of ``WorldRecipe.seed``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+import zlib
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tqjax import world
+from tqjax.api.models import save
+from tqjax.models import Model, ModelConfig, init_model
+from tqjax.train import data, dpo, reward_model, sft
+from tqjax.train.loop import TrainConfig
+
+MODELS = ("sft", "baseline-direct", "baseline-indirect", "reward", "reward-baseline")
+REWARDS = {"target": world.target_reward, "baseline": world.baseline_reward}
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldRecipe:
+    """Sizes and hyper-parameters of the world models; ``steps_scale`` multiplies every run's steps."""
+
+    seed: int = 0
+    steps_scale: float = 1.0
+    length: int = 64
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    mlp_dim: int = 384
+    sft_texts: int = 30_000
+    pairs: int = 6_000
+    hack_fraction: float = 0.25
+    val_texts: int = 1_000
+    val_pairs: int = 1_000
+    eval_prompts: int = 64
+    beta: float = 0.1
+    sft: TrainConfig = TrainConfig(steps=1000, batch_size=32, learning_rate=2e-3, warmup_steps=100,
+                                   checkpoint_every=200)
+    reward: TrainConfig = TrainConfig(steps=300, batch_size=32, learning_rate=1e-3, warmup_steps=30,
+                                      checkpoint_every=100)
+    dpo: TrainConfig = TrainConfig(steps=250, batch_size=32, learning_rate=3e-4, warmup_steps=25,
+                                   weight_decay=0.0, checkpoint_every=100)
+
+    def seed_for(self, name: str) -> int:
+        """A seed for one purpose (data set, init, batch order), derived from ``seed``."""
+        return zlib.crc32(f"{self.seed}:{name}".encode())
+
+    def run_config(self, name: str) -> TrainConfig:
+        """The `TrainConfig` of run ``name`` ("sft", "reward", "dpo"), scaled and seeded."""
+        base = getattr(self, name)
+        return base.replace(steps=max(1, round(base.steps * self.steps_scale)),
+                            warmup_steps=max(1, round(base.warmup_steps * self.steps_scale)),
+                            seed=self.seed_for(f"order:{name}"))
+
+    def model_config(self, tokenizer) -> ModelConfig:
+        """A small Llama-style language model over the task's vocabulary."""
+        return ModelConfig.llama(vocab_size=len(tokenizer), d_model=self.d_model, n_layers=self.n_layers,
+                                 n_heads=self.n_heads, mlp_dim=self.mlp_dim, max_positions=2 * self.length,
+                                 bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                 pad_token_id=tokenizer.pad_token_id)
+
+
+def _perturb(rng: np.random.Generator, response: str, max_words: int) -> str | None:
+    """One reward hack applied to ``response``: repetition, exclamation runs, padding or cutting."""
+    ws = response.split()[:-1]  # drop the final <eos>
+    op = int(rng.integers(4))
+    if op == 0:  # repeat one word in place
+        i = int(rng.integers(len(ws)))
+        ws = ws[:i] + [ws[i]] * int(rng.integers(2, 5)) + ws[i + 1:]
+    elif op == 1:  # exclamation marks
+        ws = ws + ["!"] * int(rng.integers(1, 6))
+    elif op == 2:  # say it all twice
+        ws = ws + ws
+    else:  # stop early
+        if len(ws) < 3:
+            return None
+        ws = ws[:int(rng.integers(1, len(ws)))]
+    ws = ws[:max_words]
+    return " ".join(ws + [world.generator.EOS])
+
+
+def hack_pairs(n: int, reward_fn: Callable[[str, str], float], seed: int,
+               max_words: int = 44) -> list[world.Pair]:
+    """``n`` pairs (review, the same review with a reward hack), ordered by ``reward_fn``.
+
+    The hacks (repeating a word, runs of "!", repeating the whole response, stopping early) are
+    the ways an additive gold reward can be gamed; the pairs teach a reward model how the gold
+    reward reacts to them. Ties are skipped. A pure function of ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    out: list[world.Pair] = []
+    while len(out) < n:
+        for ex in world.sample_examples(n, int(rng.integers(2**31))):
+            hacked = _perturb(rng, ex.response, max_words)
+            if hacked is None or hacked == ex.response:
+                continue
+            a, b = ex.response, hacked
+            ra, rb = float(reward_fn(ex.prompt, a)), float(reward_fn(ex.prompt, b))
+            if ra == rb:
+                continue
+            if ra < rb:
+                a, b, ra, rb = b, a, rb, ra
+            out.append(world.Pair(ex.prompt, a, b, ra, rb))
+            if len(out) == n:
+                break
+    return out
+
+
+def sample_responses(model: Model, tokenizer, prompts: Sequence[str], key: jax.Array,
+                     length: int = 64, temperature: float = 1.0) -> list[str]:
+    """Sample one response per prompt with full forwards (slow but simple); texts end at ``<eos>``.
+
+    Rows are right-padded in a ``[B, length]`` buffer; step ``t`` reads each row's logits at its
+    own last token. ``temperature=0`` is greedy.
+    """
+    ids = tokenizer(list(prompts))["input_ids"]
+    B = len(ids)
+    tokens_BT = np.full((B, length), tokenizer.pad_token_id, np.int32)
+    for b, row in enumerate(ids):
+        tokens_BT[b, :len(row)] = row
+    lengths_B = np.asarray([len(r) for r in ids], np.int32)
+    done_B = np.zeros(B, bool)
+    eos = tokenizer.eos_token_id
+
+    @jax.jit
+    def next_token(params, tokens_BT, lengths_B, key):
+        logits_BTV = Model(params=params, config=model.config).forward(tokens_BT)
+        logits_BV = jnp.take_along_axis(logits_BTV, (lengths_B - 1)[:, None, None], axis=1)[:, 0]
+        if temperature == 0:
+            return jnp.argmax(logits_BV, axis=-1)
+        return jax.random.categorical(key, logits_BV / temperature, axis=-1)
+
+    for step in range(length - int(lengths_B.min())):
+        live_B = ~done_B & (lengths_B < length)
+        if not live_B.any():
+            break
+        tok_B = np.asarray(next_token(model.params, tokens_BT, lengths_B, jax.random.fold_in(key, step)))
+        rows = np.nonzero(live_B)[0]
+        tokens_BT[rows, lengths_B[rows]] = tok_B[rows]
+        lengths_B[rows] += 1
+        done_B[rows] |= tok_B[rows] == eos
+    return [tokenizer.decode(tokens_BT[b, len(ids[b]):lengths_B[b]].tolist(), skip_special_tokens=False)
+            for b in range(B)]
+
+
+def gold_rewards(prompts: Sequence[str], responses: Sequence[str]) -> dict:
+    """Mean target and baseline gold rewards, mean length in words and the share that ended."""
+    return {"target_reward": float(np.mean([world.target_reward(p, r) for p, r in zip(prompts, responses)])),
+            "baseline_reward": float(np.mean([world.baseline_reward(p, r) for p, r in zip(prompts, responses)])),
+            "words": float(np.mean([len(r.split()) for r in responses])),
+            "ended": float(np.mean([r.endswith(world.generator.EOS) for r in responses]))}
+
+
+def _pairs(recipe: WorldRecipe, tokenizer, label: str, split: str, n: int, hacks: bool) -> dict:
+    fn = REWARDS[label]
+    pairs = world.make_pairs(n, fn, recipe.seed_for(f"pairs:{label}:{split}"))
+    if hacks:
+        pairs = pairs + hack_pairs(round(n * recipe.hack_fraction), fn, recipe.seed_for(f"hacks:{label}:{split}"))
+    return data.pair_arrays(tokenizer, pairs, recipe.length)
+
+
+def _state_dir(work_dir: str | None, name: str) -> str | None:
+    return None if work_dir is None else os.path.join(work_dir, name)
+
+
+def build(recipe: WorldRecipe, out_dir: str, work_dir: str | None = None, progress: bool = True,
+          log: Callable[[str], None] = print, overwrite: bool = False) -> dict:
+    """Train and save every world model under ``out_dir``; return (and write) the report.
+
+    Training state (orbax checkpoints with optimiser state) goes under ``work_dir``, so a rerun
+    with the same ``work_dir`` resumes each run where it stopped. ``out_dir`` receives only the
+    five models (`MODELS`) and ``train_report.json``.
+    """
+    start = time.time()
+    timings: dict[str, float] = {}
+    report: dict = {"seed": recipe.seed, "steps_scale": recipe.steps_scale, "beta": recipe.beta}
+    tokenizer = world.world_tokenizer()
+    config = recipe.model_config(tokenizer)
+    report["model"] = {"arch": config.arch, "d_model": config.d_model, "n_layers": config.n_layers,
+                       "n_heads": config.n_heads, "mlp_dim": config.mlp_dim, "vocab_size": config.vocab_size}
+
+    # SFT
+    t0 = time.time()
+    texts = data.text_arrays(tokenizer, world.sample_texts(recipe.sft_texts, recipe.seed_for("sft:train")), recipe.length)
+    val_texts = data.text_arrays(tokenizer, world.sample_texts(recipe.val_texts, recipe.seed_for("sft:val")), recipe.length)
+    init = init_model(config, jax.random.PRNGKey(recipe.seed_for("init:sft")), tokenizer=tokenizer)
+    run = sft.train(init, texts, recipe.run_config("sft"), _state_dir(work_dir, "sft"), desc="sft", progress=progress)
+    sft_model = init.replace(params=run.params)
+    report["sft"] = {**sft.validate(sft_model, val_texts), "train_loss_last": _tail(run.losses)}
+    log(f"sft: held-out perplexity {report['sft']['perplexity']:.2f} (uniform {config.vocab_size})")
+    models = {"sft": sft_model}
+    timings["sft"] = time.time() - t0
+
+    # reward models
+    for name, label in (("reward", "target"), ("reward-baseline", "baseline")):
+        t0 = time.time()
+        train_pairs = _pairs(recipe, tokenizer, label, "train", recipe.pairs, hacks=True)
+        init = reward_model.from_lm(sft_model, jax.random.PRNGKey(recipe.seed_for(f"init:{name}")))
+        run = reward_model.train(init, train_pairs, recipe.run_config("reward"), _state_dir(work_dir, name),
+                                 desc=name, progress=progress)
+        rm = init.replace(params=run.params)
+        gen = reward_model.validate(rm, _pairs(recipe, tokenizer, label, "val", recipe.val_pairs, hacks=False))
+        hack = reward_model.validate(rm, data.pair_arrays(tokenizer, hack_pairs(
+            round(recipe.val_pairs * recipe.hack_fraction), REWARDS[label], recipe.seed_for(f"hacks:{label}:val")),
+            recipe.length))
+        report[name] = {"label": label, **gen, "hack_accuracy": hack["accuracy"], "hack_pairs": hack["pairs"],
+                        "train_loss_last": _tail(run.losses)}
+        log(f"{name}: held-out pairwise accuracy vs gold {label} reward {gen['accuracy']:.3f} "
+            f"(reward-hack pairs {hack['accuracy']:.3f})")
+        models[name] = rm
+        timings[name] = time.time() - t0
+
+    # DPO baselines
+    for name, label in (("baseline-direct", "target"), ("baseline-indirect", "baseline")):
+        t0 = time.time()
+        train_pairs = dpo.with_reference(sft_model, _pairs(recipe, tokenizer, label, "dpo", recipe.pairs, hacks=False))
+        val_pairs = dpo.with_reference(sft_model, _pairs(recipe, tokenizer, label, "val", recipe.val_pairs, hacks=False))
+        run = dpo.train(sft_model, train_pairs, recipe.beta, recipe.run_config("dpo"), _state_dir(work_dir, name),
+                        desc=name, progress=progress)
+        policy = sft_model.replace(params=run.params)
+        report[name] = {"label": label, **dpo.validate(policy, val_pairs, recipe.beta),
+                        "train_loss_last": _tail(run.losses)}
+        log(f"{name}: held-out DPO reward margin {report[name]['margin']:.3f}, "
+            f"accuracy vs gold {label} reward {report[name]['accuracy']:.3f}")
+        models[name] = policy
+        timings[name] = time.time() - t0
+
+    # gold rewards of sampled responses on held-out prompts
+    t0 = time.time()
+    prompts = world.sample_prompts(recipe.eval_prompts, recipe.seed_for("prompts:eval"))
+    key = jax.random.PRNGKey(recipe.seed_for("sample:eval"))
+    report["samples"] = {"prompts": len(prompts), "temperature": 1.0}
+    for name in ("sft", "baseline-direct", "baseline-indirect"):
+        responses = sample_responses(models[name], tokenizer, prompts, key, recipe.length)
+        report["samples"][name] = gold_rewards(prompts, responses)
+        s = report["samples"][name]
+        log(f"{name}: sampled responses: gold r {s['target_reward']:.3f}, gold r_BL {s['baseline_reward']:.3f}, "
+            f"{s['words']:.1f} words")
+    timings["samples"] = time.time() - t0
+
+    for name in MODELS:
+        save(models[name], os.path.join(out_dir, name), overwrite=overwrite)
+    report["seconds"] = {**{k: round(v, 1) for k, v in timings.items()}, "total": round(time.time() - start, 1)}
+    report["params"] = {name: int(sum(x.size for x in jax.tree.leaves(models[name].params))) for name in MODELS}
+    with open(os.path.join(out_dir, "train_report.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    return report
+
+
+def existing_models(out_dir: str) -> list[str]:
+    """The names in `MODELS` that already have a folder under ``out_dir``."""
+    return [m for m in MODELS if os.path.exists(os.path.join(out_dir, m))]
+
+
+def remove_state(work_dir: str) -> None:
+    """Delete a finished build's training state."""
+    shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _tail(losses: np.ndarray, n: int = 20) -> float | None:
+    return float(np.mean(losses[-n:])) if losses.size else None
