@@ -128,7 +128,7 @@ def _fails(capsys, args, message):
 
 @pytest.mark.parametrize("change, message", [
     (lambda f, a: a + ["--k", "0"], "k must be >= 1"),
-    (lambda f, a: a + ["--batch-size", "0"], "--batch-size must be >= 1"),
+    (lambda f, a: a + ["--batch-size", "-1"], "--batch-size must be >= 0"),
     (lambda f, a: [x.replace(str(f / "reward"), str(f / "nope")) for x in a], "--reward folder"),
     (lambda f, a: a + ["--coordinator", "127.0.0.1:1234"], "--num-processes, --process-id missing"),
     (lambda f, a: a + ["--coordinator", "localhost", "--num-processes", "2", "--process-id", "0"],

@@ -10,6 +10,7 @@ import functools
 import os
 
 from tqjax.cli.options import add_decode_flags, add_model_flags, decode_config, model_paths
+from tqjax.cli.plan import add_budget_flag, auto_batch
 
 
 def add_parser(sub) -> None:
@@ -20,7 +21,9 @@ def add_parser(sub) -> None:
     p.add_argument("--output", required=True,
                    help="output folder: part-*.jsonl (id, index, tokens, text, reward, kl, logp_sft, "
                         "log_ratio per line) and job.json; rerun the same command to resume")
-    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=16)
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=0,
+                   help="prompts per batch (default 0: the largest that fits --memory-budget)")
+    add_budget_flag(p)
     group = p.add_argument_group("processes (default: JAX_COORDINATOR_ADDRESS or cluster variables "
                                  "when set, else one process)")
     group.add_argument("--coordinator", help="HOST:PORT of process 0")
@@ -52,8 +55,8 @@ def run(args) -> int:
     from tqjax.io.prompts import read_prompts
     from tqjax.jobs import batch, distributed
 
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.batch_size < 0:
+        raise ValueError(f"--batch-size must be >= 0 (0: auto), got {args.batch_size}")
     config = decode_config(args)
     records = read_prompts(args.input)
     paths = {role: os.path.abspath(path) for role, path in model_paths(args).items()}
@@ -74,10 +77,12 @@ def run(args) -> int:
     mine = list(batch.share(len(records), num_processes, process_id))
     _validate_prompts(args.input, params, records, mine, config)
     batch.write_job(args.output, spec, process_id)
+    # after job.json: the batch size and candidate chunk change memory, never the results
+    batch_size, config = auto_batch(args, params, config, [records[i].value for i in mine])
 
     decode_fn = functools.partial(_decode, decode, params, config)
     progress = functools.partial(_bar, tqdm, f"batch {config.method} [{process_id}/{num_processes}]")
-    summary = batch.run(records, decode_fn, args.output, batch_size=args.batch_size,
+    summary = batch.run(records, decode_fn, args.output, batch_size=batch_size,
                         num_processes=num_processes, process_id=process_id, progress=progress)
     print(f"tqjax batch: {summary}; wrote {batch.part_path(args.output, process_id)}", flush=True)
     distributed.barrier("tqjax batch done")

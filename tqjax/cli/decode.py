@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from tqjax.cli.options import add_decode_flags, add_model_flags, decode_config, load_models, model_paths
+from tqjax.cli.plan import add_budget_flag, auto_batch
 
 DEMO_PROMPTS = 6
 DEMO_SEED = 20_000        # held out: the training recipe draws its data from other seeds
@@ -18,15 +19,17 @@ def add_parser(sub) -> None:
     add_model_flags(p)
     p.add_argument("--prompts", help="JSONL file of {\"id\", \"prompt\"} or {\"id\", \"prompt_ids\"} lines")
     p.add_argument("--out", help="output JSONL (id, tokens, text, reward, kl, logp_sft per line)")
-    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=16)
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=0,
+                   help="prompts per batch (default 0: the largest that fits --memory-budget)")
+    add_budget_flag(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     add_decode_flags(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.batch_size < 0:
+        raise ValueError(f"--batch-size must be >= 0 (0: auto), got {args.batch_size}")
     if bool(args.prompts) != bool(args.out):
         raise ValueError("--prompts and --out go together (or give neither for the demo)")
     if args.prompts:
@@ -49,9 +52,10 @@ def _job(args) -> int:
     check_new_file(args.out, args.overwrite)
     models = load_models(model_paths(args), args.dtype)
     params = TQParams(**models)
+    batch_size, config = auto_batch(args, params, config, [r.value for r in records])
     partial = args.out + ".partial"
     with open(partial, "w") as f, tqdm(total=len(records), desc=f"decode {config.method}", unit="prompt") as bar:
-        for lo, hi in _batches(len(records), args.batch_size):
+        for lo, hi in _batches(len(records), batch_size):
             out = decode(params, [r.value for r in records[lo:hi]], config, indices=range(lo, hi))
             for i, record in enumerate(records[lo:hi]):
                 line = dict(id=record.id, tokens=[int(t) for t in out.tokens[i]],
@@ -73,6 +77,7 @@ def _demo(args) -> int:
     models = load_models(model_paths(args), args.dtype)
     params = TQParams(**models)
     prompts = sample_prompts(DEMO_PROMPTS, seed=DEMO_SEED)
+    batch_size, config = auto_batch(args, params, config, prompts)
     sft_config = config.replace(method="sft", temperature=0.0)
     print(f"Transfer Q* on the shipped review-task models: k={config.k}, alpha={config.alpha}, "
           f"H={config.horizon}, M={config.rollouts}, {config.transfer} transfer")
@@ -80,7 +85,7 @@ def _demo(args) -> int:
     for name, cfg in (("SFT", sft_config), ("TQ*", config)):
         from tqdm.auto import tqdm
         outs = []
-        for lo, hi in tqdm(_batches(len(prompts), args.batch_size), desc=name, leave=False):
+        for lo, hi in tqdm(_batches(len(prompts), batch_size), desc=name, leave=False):
             outs.append(decode(params, prompts[lo:hi], cfg, indices=range(lo, hi)))
         texts = [t for o in outs for t in o.texts]
         rewards = np.concatenate([o.rewards for o in outs])

@@ -66,6 +66,8 @@ class DecodeConfig:
       not stop at EOS (the benchmark convention; rollouts still end at EOS, as in the released
       code's ``generate``). seed: base of the per-prompt keys.
     diagnostics: also return per-step arrays (chosen rank, Q̂ of each candidate).
+    candidate_chunk: evaluate the k candidates this many at a time (0: all at once); the result
+      is the same, peak memory scales with the chunk (`tqjax.decoding.plan` picks it).
     """
 
     method: str = "tq"
@@ -87,6 +89,7 @@ class DecodeConfig:
     ignore_eos: bool = False
     seed: int = 0
     diagnostics: bool = False
+    candidate_chunk: int = 0
 
     def __post_init__(self):
         _check_choice("method", self.method, METHODS)
@@ -101,6 +104,7 @@ class DecodeConfig:
         _check_int("n", self.n, 1)
         _check_int("max_new_tokens", self.max_new_tokens, 1)
         _check_int("seed", self.seed, 0)
+        _check_int("candidate_chunk", self.candidate_chunk, 0)
         _check_float("alpha", self.alpha)
         _check_float("beta", self.beta, 0.0, low_open=True)
         _check_float("rollout_temperature", self.rollout_temperature, 0.0)

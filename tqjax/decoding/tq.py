@@ -1,7 +1,8 @@
 """One TQ* step and its special cases ``cd`` and ``args`` (DESIGN §1, §2).
 
 The value of one candidate is written for one candidate (``candidate_value``) and `vmap`-ped over
-the k candidates; inside it, one rollout (``rollout``) is `vmap`-ped over the M rollouts. Every
+the k candidates (or, with ``candidate_chunk``, mapped over them that many at a time with
+``lax.map(..., batch_size=chunk)``, so that peak memory follows the chunk, not k); inside it, one rollout (``rollout``) is `vmap`-ped over the M rollouts. Every
 model's committed cache is passed to the rollouts unmapped (``in_axes=None``): the k·M rollouts of a
 row read the same prefix cache, and only their private suffixes (H+1 tokens) are per rollout.
 
@@ -107,8 +108,11 @@ def candidate_values(models, caches, logp, cand_BC, step_keys_B, sweep, config, 
 
     def candidate_value(z_B, index):
         keys_MB = jax.vmap(lambda m: sampler.draw_key(step_keys_B, 1 + index, m))(jnp.arange(M))
-        z_MB = jnp.broadcast_to(z_B, (M,) + z_B.shape)
-        r_MB, logw_MB = jax.vmap(rollout)(z_MB, keys_MB)
+        if M == 1:   # no size-1 vmap: XLA kept extra copies of the suffix caches for it
+            r_MB, logw_MB = jax.tree.map(lambda x: x[None], rollout(z_B, keys_MB[0]))
+        else:
+            z_MB = jnp.broadcast_to(z_B, (M,) + z_B.shape)
+            r_MB, logw_MB = jax.vmap(rollout)(z_MB, keys_MB)
         if not indirect:
             return jnp.mean(r_MB, axis=0)
         if config.weights == "normalized":
@@ -116,7 +120,13 @@ def candidate_values(models, caches, logp, cand_BC, step_keys_B, sweep, config, 
         return jnp.mean(jnp.exp(logw_MB) * r_MB, axis=0)
 
     C = cand_BC.shape[1]
-    return jax.vmap(candidate_value, in_axes=(1, 0), out_axes=1)(cand_BC, jnp.arange(C))
+    chunk = config.candidate_chunk
+    if chunk == 0 or chunk >= C:
+        return jax.vmap(candidate_value, in_axes=(1, 0), out_axes=1)(cand_BC, jnp.arange(C))
+    # ``chunk`` candidates at a time (a vmap per chunk inside a loop): peak memory scales with it.
+    q_CB = jax.lax.map(lambda args: candidate_value(*args), (cand_BC.T, jnp.arange(C)),
+                       batch_size=chunk)
+    return q_CB.T
 
 
 def tq_step(models, caches, outs, step_keys_B, sweep, config, eos):

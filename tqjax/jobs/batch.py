@@ -20,6 +20,8 @@ import time
 from typing import Callable, Sequence
 
 JOB_FILE = "job.json"
+# DecodeConfig fields that change memory and speed, never a result: a resume may change them
+RESULT_NEUTRAL = ("candidate_chunk", "diagnostics")
 PART = re.compile(r"part-(\d{5,})\.jsonl$")
 
 
@@ -46,7 +48,8 @@ def job_spec(input_path: str, models: dict, config, dtype=None) -> dict:
     """The description of a job that job.json holds: input (path and hash), model folders, config."""
     return dict(input=os.path.abspath(input_path), input_sha256=file_sha256(input_path),
                 models={role: os.path.abspath(path) for role, path in sorted(models.items())},
-                dtype=None if dtype is None else str(dtype), config=dataclasses.asdict(config))
+                dtype=None if dtype is None else str(dtype),
+                config={k: v for k, v in dataclasses.asdict(config).items() if k not in RESULT_NEUTRAL})
 
 
 def _differences(old, new, prefix=""):

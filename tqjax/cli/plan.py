@@ -1,0 +1,109 @@
+"""``tqjax plan``: estimated memory per device of a decode, and the largest batch that fits.
+
+Reads only the models' configs (no weights), so it can plan a pod-sized job from a laptop:
+``tqjax plan --sft DIR --baseline DIR --reward DIR --k 10 --horizon 20 --data 8 --model 1``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from tqjax.cli.options import add_decode_flags, add_model_flags, decode_config, model_paths
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("plan", help="estimate memory per device and the largest batch that fits")
+    add_model_flags(p)
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=0,
+                   help="batch to show the estimate for (default: the largest that fits)")
+    p.add_argument("--prompt-len", "--prompt_len", dest="prompt_len", type=int, default=128,
+                   help="longest prompt in tokens (default 128)")
+    p.add_argument("--data", type=int, default=1, help="devices on the mesh's data axis (prompts)")
+    p.add_argument("--model", type=int, default=1, help="devices on the mesh's model axis (tensor parallel)")
+    add_budget_flag(p)
+    add_decode_flags(p)
+    p.set_defaults(run=run)
+
+
+def add_budget_flag(p) -> None:
+    p.add_argument("--memory-budget", "--memory_budget", dest="memory_budget", default=None,
+                   help="memory per device, e.g. 16GB or 512MiB (default: the device's memory)")
+
+
+def budget(args) -> int:
+    from tqjax.decoding.plan import device_memory, parse_bytes
+
+    return device_memory() if args.memory_budget is None else parse_bytes(args.memory_budget)
+
+
+def auto_batch(args, params, config, prompts):
+    """``(batch size, config)`` for ``decode``/``batch``: ``--batch-size`` when given, else the
+    largest batch (at most 256, or the number of prompts) that the planner fits in the budget,
+    with candidates chunked when not even batch 1 fits with all k at once."""
+    if args.batch_size:
+        return args.batch_size, config
+    from tqjax.decoding.plan import pick_batch_size
+
+    tokenizer = getattr(params.sft, "tokenizer", None)
+
+    def length(prompt):
+        if isinstance(prompt, str) and tokenizer is not None:
+            ids = tokenizer.encode(prompt)
+            return len(getattr(ids, "ids", ids))
+        return len(prompt)
+
+    longest = max((length(p) for p in prompts), default=1)
+    return pick_batch_size(params, config, max(longest, 1), budget(args),
+                           max_batch=max(1, min(256, len(prompts))))
+
+
+def read_model_config(path: str):
+    """``(ModelConfig, bytes per weight)`` of a tqjax checkpoint or Hugging Face folder, no weights."""
+    from tqjax.io import config_from_hf, is_tqjax_checkpoint
+    from tqjax.io.checkpoint import read_config
+    from tqjax.io.hf import check_folder, read_hf_config
+
+    check_folder(path)
+    if is_tqjax_checkpoint(path):
+        with open(os.path.join(path, "tqjax.json")) as f:
+            dtype = json.load(f).get("dtype", "float32")
+        return read_config(path), np.dtype(dtype).itemsize
+    raw = read_hf_config(path)
+    dtype = 2 if (raw.get("torch_dtype") or raw.get("dtype")) in ("bfloat16", "float16") else 4
+    return config_from_hf(raw), dtype
+
+
+def run(args) -> int:
+    from tqjax.decoding.plan import format_bytes, largest_batch, plan, suggest_chunk
+
+    for name in ("prompt_len", "data", "model"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.batch_size < 0:
+        raise ValueError(f"--batch-size must be >= 0 (0: the largest that fits), got {args.batch_size}")
+    config = decode_config(args)
+    read = {role: read_model_config(path) for role, path in model_paths(args).items()}
+    configs = {role: cfg for role, (cfg, _) in read.items()}
+    dtype = args.dtype or {2: "bfloat16", 4: "float32"}[max(nbytes for _, nbytes in read.values())]
+    mesh, memory = (args.data, args.model), budget(args)
+    best = largest_batch(configs, config, args.prompt_len, memory, mesh, dtype=dtype)
+    chunk = config.candidate_chunk
+    if best == 0:
+        chunk = suggest_chunk(configs, config, 1, args.prompt_len, memory, mesh, dtype=dtype)
+        config = config.replace(candidate_chunk=chunk)
+    shown = plan(configs, config, args.batch_size or max(best, 1), args.prompt_len, mesh,
+                 dtype=dtype, budget=memory)
+    print(f"tqjax plan: method {config.method}, k={config.k}, horizon={config.horizon}, "
+          f"rollouts={config.rollouts}, max_new_tokens={config.max_new_tokens}, weights {dtype}")
+    print(shown.table())
+    if not shown.fits:
+        print(f"batch {shown.batch} does NOT fit the budget of {format_bytes(memory)} per device")
+    if best:
+        print(f"largest batch that fits {format_bytes(memory)} per device: {best}")
+    else:
+        print(f"no batch fits with all {config.k} candidates at once; batch 1 fits with "
+              f"--candidate-chunk {chunk}")
+    return 0 if shown.fits or not args.batch_size else 1
