@@ -19,6 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="out/eval", help="output folder (eval.json, eval.md, frontier.png)")
     p.add_argument("--alphas", default="", help="comma-separated α sweep for tq, cd, args (e.g. 0.5,1,2,4)")
     p.add_argument("--methods", default="sft,baseline,bon,args,cd,tq,tq-indirect")
+    p.add_argument("--gold-rm", "--gold_rm", dest="gold_rm", action="store_true",
+                   help="also run bon, args, cd and tq with the exact gold reward as the reward model")
     p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=16)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--dtype", default=None, help="cast weights on load (e.g. bfloat16)")
@@ -45,7 +47,15 @@ def _methods(args, models, config):
         "tq": Method("tq", direct, config.replace(method="tq")),
         "tq-indirect": Method("tq-indirect", indirect, config.replace(method="tq", transfer="indirect")),
     }
-    return [table[name] for name in args.methods.split(",")]
+    chosen = [table[name] for name in args.methods.split(",")]
+    if args.gold_rm:
+        from tqjax.world.oracle import gold_reward_model
+
+        oracle = TQParams(sft=models["sft"], baseline=models["baseline-direct"],
+                          reward=gold_reward_model(models["sft"].tokenizer))
+        chosen += [Method(f"{m.name} (gold RM)", oracle, m.config) for m in chosen
+                   if m.name in ("bon", "args", "cd", "tq")]
+    return chosen
 
 
 def run(args) -> int:
@@ -88,7 +98,7 @@ def run(args) -> int:
     frontier = {}
     for alpha in alphas:
         for m in methods:
-            if m.config.method in ("tq", "cd", "args") and m.name != "tq-indirect":
+            if m.config.method in ("tq", "cd", "args") and not m.name.startswith("tq-indirect"):
                 swept = type(m)(m.name, m.params, m.config.replace(alpha=alpha))
                 r = run_method(swept, prompts, args.batch_size, gold)
                 frontier.setdefault(m.name, []).append(
