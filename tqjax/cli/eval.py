@@ -118,7 +118,7 @@ def run(args) -> int:
     print(md)
     if frontier:
         from tqjax.eval.plot import frontier_plot
-        anchors = {n: (table[n]["kl"], table[n].get("gold_reward", table[n]["reward"])) for n in ("sft", "baseline", "bon") if n in table}
+        anchors = {n: (table[n]["kl"], table[n].get("gold_reward", table[n]["reward"])) for n in ("sft", "baseline", "bon", "bon (gold RM)") if n in table}
         frontier_plot(frontier, os.path.join(args.out, "frontier.png"), anchors)
         print(f"frontier plot: {os.path.join(args.out, 'frontier.png')}")
     print(f"wrote {result_file}")

@@ -12,13 +12,17 @@ def frontier_plot(points: dict, path: str, anchors: dict | None = None) -> None:
     except ImportError as e:
         raise ImportError("the frontier plot needs matplotlib: pip install 'tqjax[plot]'") from e
     fig, ax = plt.subplots(figsize=(6, 4.2))
+    colors = {}
     for method, rows in points.items():
         rows = sorted(rows)
-        ax.plot([r[1] for r in rows], [r[2] for r in rows], marker="o", label=method)
+        base = method.replace(" (gold RM)", "")
+        color = colors.setdefault(base, f"C{len(colors)}")
+        style = "--" if "gold RM" in method else "-"
+        ax.plot([r[1] for r in rows], [r[2] for r in rows], style, marker="o", color=color, label=method)
         for alpha, kl, gold in rows:
             ax.annotate(f"α={alpha:g}", (kl, gold), textcoords="offset points", xytext=(3, 3), fontsize=7)
-    for name, (kl, gold) in (anchors or {}).items():
-        ax.scatter([kl], [gold], marker="x", s=60, label=name, zorder=3)
+    for (name, (kl, gold)), marker in zip((anchors or {}).items(), "XPsD^v"):
+        ax.scatter([kl], [gold], marker=marker, s=70, color="black", label=name, zorder=3)
     ax.set_xlabel("Σ_t KL(π_alg ‖ π_sft) per response")
     ax.set_ylabel("gold reward r (mean)")
     ax.set_title("gold reward vs KL, embedded review task")

@@ -46,14 +46,15 @@ class WorldRecipe:
     sft_texts: int = 30_000
     pairs: int = 6_000
     hack_fraction: float = 0.25
+    contrast_fraction: float = 0.5
     val_texts: int = 1_000
     val_pairs: int = 1_000
     eval_prompts: int = 64
     beta: float = 0.1
     sft: TrainConfig = TrainConfig(steps=1000, batch_size=32, learning_rate=2e-3, warmup_steps=100,
                                    checkpoint_every=200)
-    reward: TrainConfig = TrainConfig(steps=300, batch_size=32, learning_rate=1e-3, warmup_steps=30,
-                                      checkpoint_every=100)
+    reward: TrainConfig = TrainConfig(steps=600, batch_size=32, learning_rate=1e-3, warmup_steps=60,
+                                      checkpoint_every=200)
     dpo: TrainConfig = TrainConfig(steps=250, batch_size=32, learning_rate=3e-4, warmup_steps=25,
                                    weight_decay=0.0, checkpoint_every=100)
 
@@ -122,6 +123,77 @@ def hack_pairs(n: int, reward_fn: Callable[[str, str], float], seed: int,
     return out
 
 
+_SENTIMENT = tuple(sorted(set(world.TARGET.sentiment()) | set(world.BASELINE.sentiment())))
+_ADJECTIVES = tuple(sorted(set(world.generator.STRONG_POSITIVE + world.generator.MILD_POSITIVE
+                               + world.generator.STRONG_NEGATIVE + world.generator.MILD_NEGATIVE
+                               + tuple(w for d in world.generator.DOMAINS for w in d.good + d.bad))))
+
+
+def _contrast(rng: np.random.Generator, prompt: str, response: str, max_words: int) -> str | None:
+    """``response`` with one minimal, meaning-changing edit: a negation toggled or a word swapped.
+
+    Negation: "was X" <-> "was not X" for a sentiment word X (one place, or every place at once);
+    swap: one sentiment adjective replaced by another (of any strength or sign). The word before
+    the response's first word is the prompt's last word, as in the gold rewards.
+    """
+    ws = response.split()[:-1]  # drop the final <eos>
+    prev = (prompt.split() or [""])[-1:]
+    before = lambda i: ws[i - 1] if i > 0 else prev[0]
+    senti = [i for i, w in enumerate(ws) if w in _SENTIMENT]
+    if not senti:
+        return None
+    if rng.random() < 0.6:  # toggle negation
+        sites = [i for i in senti if before(i) in ("was", "were", "not")]
+        if not sites:
+            return None
+        chosen = sites if rng.random() < 0.3 else [sites[int(rng.integers(len(sites)))]]
+        for i in sorted(chosen, reverse=True):
+            if before(i) == "not":
+                if i == 0:
+                    return None  # the "not" is the prompt's
+                del ws[i - 1]
+            else:
+                ws.insert(i, "not")
+    else:  # swap one sentiment adjective for another
+        sites = [i for i in senti if ws[i] in _ADJECTIVES]
+        if not sites:
+            return None
+        i = sites[int(rng.integers(len(sites)))]
+        ws[i] = _ADJECTIVES[int(rng.integers(len(_ADJECTIVES)))]
+    if len(ws) > max_words:
+        return None
+    return " ".join(ws + [world.generator.EOS])
+
+
+def contrast_pairs(n: int, reward_fn: Callable[[str, str], float], seed: int,
+                   max_words: int = 44) -> list[world.Pair]:
+    """``n`` minimal pairs (review, the same review with one clause's meaning changed), ordered by ``reward_fn``.
+
+    The edits (see `_contrast`) toggle a negation ("was bad" / "was not bad") or swap one
+    sentiment word, so the two responses differ in one or a few words and only the gold reward's
+    reading of those words decides the order. They teach a reward model negation and word
+    strength, which pairs of independent responses leave confounded with everything else. Ties
+    are skipped. A pure function of ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    out: list[world.Pair] = []
+    while len(out) < n:
+        for ex in world.sample_examples(n, int(rng.integers(2**31))):
+            edited = _contrast(rng, ex.prompt, ex.response, max_words)
+            if edited is None or edited == ex.response:
+                continue
+            a, b = ex.response, edited
+            ra, rb = float(reward_fn(ex.prompt, a)), float(reward_fn(ex.prompt, b))
+            if ra == rb:
+                continue
+            if ra < rb:
+                a, b, ra, rb = b, a, rb, ra
+            out.append(world.Pair(ex.prompt, a, b, ra, rb))
+            if len(out) == n:
+                break
+    return out
+
+
 def sample_responses(model: Model, tokenizer, prompts: Sequence[str], key: jax.Array,
                      length: int = 64, temperature: float = 1.0) -> list[str]:
     """Sample one response per prompt with full forwards (slow but simple); texts end at ``<eos>``.
@@ -167,12 +239,42 @@ def gold_rewards(prompts: Sequence[str], responses: Sequence[str]) -> dict:
             "ended": float(np.mean([r.endswith(world.generator.EOS) for r in responses]))}
 
 
-def _pairs(recipe: WorldRecipe, tokenizer, label: str, split: str, n: int, hacks: bool) -> dict:
+def _pairs(recipe: WorldRecipe, tokenizer, label: str, split: str, n: int, hacks: bool,
+           contrasts: bool = False) -> dict:
     fn = REWARDS[label]
     pairs = world.make_pairs(n, fn, recipe.seed_for(f"pairs:{label}:{split}"))
     if hacks:
         pairs = pairs + hack_pairs(round(n * recipe.hack_fraction), fn, recipe.seed_for(f"hacks:{label}:{split}"))
+    if contrasts:
+        pairs = pairs + contrast_pairs(round(n * recipe.contrast_fraction), fn,
+                                       recipe.seed_for(f"contrasts:{label}:{split}"))
     return data.pair_arrays(tokenizer, pairs, recipe.length)
+
+
+def train_reward(recipe: WorldRecipe, tokenizer, sft_model: Model, name: str, label: str,
+                 state_dir: str | None = None, progress: bool = True) -> tuple[Model, dict]:
+    """Train reward model ``name`` on pairs labelled by gold reward ``label``; return it and its report.
+
+    Training pairs: ``recipe.pairs`` generator pairs, plus reward-hack pairs (`hack_pairs`) and
+    minimal pairs (`contrast_pairs`) in proportion ``hack_fraction`` / ``contrast_fraction``. The
+    model starts from the SFT body. It is validated on held-out generator, reward-hack and minimal
+    pairs (separate seeds from training).
+    """
+    fn = REWARDS[label]
+    train_pairs = _pairs(recipe, tokenizer, label, "train", recipe.pairs, hacks=True, contrasts=True)
+    init = reward_model.from_lm(sft_model, jax.random.PRNGKey(recipe.seed_for(f"init:{name}")))
+    run = reward_model.train(init, train_pairs, recipe.run_config("reward"), state_dir, desc=name,
+                             progress=progress)
+    rm = init.replace(params=run.params)
+    n_val = round(recipe.val_pairs * recipe.hack_fraction)
+    gen = reward_model.validate(rm, _pairs(recipe, tokenizer, label, "val", recipe.val_pairs, hacks=False))
+    hack = reward_model.validate(rm, data.pair_arrays(
+        tokenizer, hack_pairs(n_val, fn, recipe.seed_for(f"hacks:{label}:val")), recipe.length))
+    contrast = reward_model.validate(rm, data.pair_arrays(
+        tokenizer, contrast_pairs(n_val, fn, recipe.seed_for(f"contrasts:{label}:val")), recipe.length))
+    return rm, {"label": label, **gen, "hack_accuracy": hack["accuracy"], "hack_pairs": hack["pairs"],
+                "contrast_accuracy": contrast["accuracy"], "contrast_pairs": contrast["pairs"],
+                "train_loss_last": _tail(run.losses)}
 
 
 def _state_dir(work_dir: str | None, name: str) -> str | None:
@@ -210,20 +312,11 @@ def build(recipe: WorldRecipe, out_dir: str, work_dir: str | None = None, progre
     # reward models
     for name, label in (("reward", "target"), ("reward-baseline", "baseline")):
         t0 = time.time()
-        train_pairs = _pairs(recipe, tokenizer, label, "train", recipe.pairs, hacks=True)
-        init = reward_model.from_lm(sft_model, jax.random.PRNGKey(recipe.seed_for(f"init:{name}")))
-        run = reward_model.train(init, train_pairs, recipe.run_config("reward"), _state_dir(work_dir, name),
-                                 desc=name, progress=progress)
-        rm = init.replace(params=run.params)
-        gen = reward_model.validate(rm, _pairs(recipe, tokenizer, label, "val", recipe.val_pairs, hacks=False))
-        hack = reward_model.validate(rm, data.pair_arrays(tokenizer, hack_pairs(
-            round(recipe.val_pairs * recipe.hack_fraction), REWARDS[label], recipe.seed_for(f"hacks:{label}:val")),
-            recipe.length))
-        report[name] = {"label": label, **gen, "hack_accuracy": hack["accuracy"], "hack_pairs": hack["pairs"],
-                        "train_loss_last": _tail(run.losses)}
-        log(f"{name}: held-out pairwise accuracy vs gold {label} reward {gen['accuracy']:.3f} "
-            f"(reward-hack pairs {hack['accuracy']:.3f})")
-        models[name] = rm
+        models[name], report[name] = train_reward(recipe, tokenizer, sft_model, name, label,
+                                                  _state_dir(work_dir, name), progress=progress)
+        r = report[name]
+        log(f"{name}: held-out pairwise accuracy vs gold {label} reward {r['accuracy']:.3f} "
+            f"(reward-hack pairs {r['hack_accuracy']:.3f}, minimal pairs {r['contrast_accuracy']:.3f})")
         timings[name] = time.time() - t0
 
     # DPO baselines
