@@ -121,3 +121,22 @@ def test_eval_refuses_to_overwrite(world_dir, tmp_path, capsys):
     (tmp_path / "e" / "eval.json").write_text("{}")
     assert main(["eval", "--checkpoints", str(world_dir), "--out", str(tmp_path / "e")]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_decode_job_on_a_mesh_equals_one_device(world_dir, tmp_path):
+    prompts = write_prompts(tmp_path / "p.jsonl", [f'{{"id": {i}, "prompt_ids": [1, {40 + i}, 41]}}' for i in range(3)])
+    outs = []
+    for name, extra in (("one", []), ("mesh", ["--mesh", "4,2"])):
+        out = tmp_path / f"{name}.jsonl"
+        assert main(["decode", *models(world_dir), "--prompts", prompts, "--out", str(out), *FAST, *extra]) == 0
+        outs.append([json.loads(line)["tokens"] for line in out.read_text().splitlines()])
+    assert outs[0] == outs[1]
+
+
+def test_bad_mesh_flag(world_dir, tmp_path, capsys):
+    prompts = write_prompts(tmp_path / "p.jsonl", ['{"id": 1, "prompt": "a"}'])
+    args = ["decode", *models(world_dir), "--prompts", prompts, "--out", str(tmp_path / "o.jsonl")]
+    assert main(args + ["--mesh", "3,3"]) == 2
+    assert "mesh (3, 3) needs 9 devices" in capsys.readouterr().err
+    assert main(args + ["--mesh", "8"]) == 2
+    assert "--mesh must be DATA,MODEL" in capsys.readouterr().err

@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import os
 
-from tqjax.cli.options import add_decode_flags, add_model_flags, decode_config, model_paths
+from tqjax.cli.options import (add_decode_flags, add_mesh_flag, add_model_flags, decode_config, local_mesh,
+                                model_paths)
 from tqjax.cli.plan import add_budget_flag, auto_batch
 
 
@@ -24,6 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=0,
                    help="prompts per batch (default 0: the largest that fits --memory-budget)")
     add_budget_flag(p)
+    add_mesh_flag(p)
     group = p.add_argument_group("processes (default: JAX_COORDINATOR_ADDRESS or cluster variables "
                                  "when set, else one process)")
     group.add_argument("--coordinator", help="HOST:PORT of process 0")
@@ -73,14 +75,15 @@ def run(args) -> int:
 
     from tqjax.api.decode import TQParams, decode
 
-    params = TQParams(**_load(paths, args.dtype))
+    mesh = local_mesh(args)
+    params = TQParams(**_load(paths, args.dtype, mesh))
     mine = list(batch.share(len(records), num_processes, process_id))
     _validate_prompts(args.input, params, records, mine, config)
     batch.write_job(args.output, spec, process_id)
     # after job.json: the batch size and candidate chunk change memory, never the results
     batch_size, config = auto_batch(args, params, config, [records[i].value for i in mine])
 
-    decode_fn = functools.partial(_decode, decode, params, config)
+    decode_fn = functools.partial(_decode, decode, params, config, mesh)
     progress = functools.partial(_bar, tqdm, f"batch {config.method} [{process_id}/{num_processes}]")
     summary = batch.run(records, decode_fn, args.output, batch_size=batch_size,
                         num_processes=num_processes, process_id=process_id, progress=progress)
@@ -90,19 +93,15 @@ def run(args) -> int:
     return 0
 
 
-def _load(paths, dtype):
-    """The models on this process's first device (a mesh over it: no device of another process)."""
-    import jax
-
+def _load(paths, dtype, mesh):
+    """The models placed on this process's mesh (only its own devices; hosts split the prompts)."""
     import tqjax
-    from tqjax.parallel import make_mesh
 
-    mesh = make_mesh(1, 1, devices=jax.local_devices()[:1])
     return {role: tqjax.load(path, dtype=dtype, mesh=mesh) for role, path in paths.items()}
 
 
-def _decode(decode, params, config, values, indices):
-    return decode(params, values, config, indices=indices)
+def _decode(decode, params, config, mesh, values, indices):
+    return decode(params, values, config, indices=indices, mesh=mesh)
 
 
 def _bar(tqdm, desc, total, initial):

@@ -7,7 +7,8 @@ import os
 
 import numpy as np
 
-from tqjax.cli.options import add_decode_flags, add_model_flags, decode_config, load_models, model_paths
+from tqjax.cli.options import (add_decode_flags, add_mesh_flag, add_model_flags, decode_config, load_models,
+                                local_mesh, model_paths)
 from tqjax.cli.plan import add_budget_flag, auto_batch
 
 DEMO_PROMPTS = 6
@@ -23,6 +24,7 @@ def add_parser(sub) -> None:
                    help="prompts per batch (default 0: the largest that fits --memory-budget)")
     add_budget_flag(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    add_mesh_flag(p)
     add_decode_flags(p)
     p.set_defaults(run=run)
 
@@ -50,13 +52,14 @@ def _job(args) -> int:
     config = decode_config(args)
     records = read_prompts(args.prompts)
     check_new_file(args.out, args.overwrite)
+    mesh = local_mesh(args) if args.mesh else None
     models = load_models(model_paths(args), args.dtype)
     params = TQParams(**models)
     batch_size, config = auto_batch(args, params, config, [r.value for r in records])
     partial = args.out + ".partial"
     with open(partial, "w") as f, tqdm(total=len(records), desc=f"decode {config.method}", unit="prompt") as bar:
         for lo, hi in _batches(len(records), batch_size):
-            out = decode(params, [r.value for r in records[lo:hi]], config, indices=range(lo, hi))
+            out = decode(params, [r.value for r in records[lo:hi]], config, indices=range(lo, hi), mesh=mesh)
             for i, record in enumerate(records[lo:hi]):
                 line = dict(id=record.id, tokens=[int(t) for t in out.tokens[i]],
                             text=out.texts[i] if out.texts else None,

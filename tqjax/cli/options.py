@@ -67,3 +67,26 @@ def load_models(paths: dict, dtype=None) -> dict:
         if not os.path.isdir(path):
             raise FileNotFoundError(f"--{role.replace('_', '-')} folder {path!r} does not exist")
     return {role: tqjax.load(path, dtype=dtype) for role, path in paths.items()}
+
+
+def add_mesh_flag(p) -> None:
+    p.add_argument("--mesh", default=None, metavar="DATA,MODEL",
+                   help="device mesh over this process's devices: prompts split over DATA, params "
+                        "tensor-parallel over MODEL (batch default: every local device on DATA; "
+                        "decode default: one device)")
+
+
+def local_mesh(args):
+    """The ("data", "model") mesh of ``--mesh`` over this process's local devices."""
+    import jax
+
+    from tqjax.parallel import make_mesh
+
+    devices = jax.local_devices()
+    if not getattr(args, "mesh", None):
+        return make_mesh(len(devices), 1, devices=devices)
+    try:
+        data, model = (int(x) for x in args.mesh.split(","))
+    except ValueError:
+        raise ValueError(f"--mesh must be DATA,MODEL (two ints), got {args.mesh!r}") from None
+    return make_mesh(data, model, devices=devices)
