@@ -146,6 +146,18 @@ def test_hack_pairs_are_ordered_by_the_gold_reward_and_seeded():
         assert world.baseline_reward(p.prompt, p.chosen) == p.chosen_reward > p.rejected_reward
 
 
+def test_contrast_pairs_are_minimal_ordered_by_the_gold_reward_and_seeded():
+    pairs = recipe.contrast_pairs(40, world.target_reward, seed=3)
+    assert pairs == recipe.contrast_pairs(40, world.target_reward, seed=3)
+    for p in pairs:
+        assert p.chosen != p.rejected and p.chosen.endswith("<eos>") and p.rejected.endswith("<eos>")
+        assert world.target_reward(p.prompt, p.chosen) == p.chosen_reward > p.rejected_reward
+        a, b = p.chosen.split(), p.rejected.split()
+        swapped = len(a) == len(b) and sum(x != y for x, y in zip(a, b)) == 1
+        toggled = [w for w in a if w != "not"] == [w for w in b if w != "not"]  # only "not"s differ
+        assert swapped or toggled
+
+
 def test_sample_responses_end_at_eos(lm):
     prompts = world.sample_prompts(3, seed=4)
     out = recipe.sample_responses(lm, lm.tokenizer, prompts, jax.random.PRNGKey(0), length=24)

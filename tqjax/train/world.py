@@ -47,6 +47,7 @@ class WorldRecipe:
     pairs: int = 6_000
     hack_fraction: float = 0.25
     contrast_fraction: float = 0.5
+    contrast_labels: tuple[str, ...] = ("target",)
     val_texts: int = 1_000
     val_pairs: int = 1_000
     eval_prompts: int = 64
@@ -55,6 +56,8 @@ class WorldRecipe:
                                    checkpoint_every=200)
     reward: TrainConfig = TrainConfig(steps=600, batch_size=32, learning_rate=1e-3, warmup_steps=60,
                                       checkpoint_every=200)
+    reward_baseline: TrainConfig = TrainConfig(steps=300, batch_size=32, learning_rate=1e-3, warmup_steps=30,
+                                               checkpoint_every=100)
     dpo: TrainConfig = TrainConfig(steps=250, batch_size=32, learning_rate=3e-4, warmup_steps=25,
                                    weight_decay=0.0, checkpoint_every=100)
 
@@ -63,8 +66,12 @@ class WorldRecipe:
         return zlib.crc32(f"{self.seed}:{name}".encode())
 
     def run_config(self, name: str) -> TrainConfig:
-        """The `TrainConfig` of run ``name`` ("sft", "reward", "dpo"), scaled and seeded."""
+        """The `TrainConfig` of run ``name`` ("sft", "reward", "reward_baseline", "dpo"), scaled and seeded.
+
+        Both reward models draw their batch order from the seed of "reward".
+        """
         base = getattr(self, name)
+        name = "reward" if name == "reward_baseline" else name
         return base.replace(steps=max(1, round(base.steps * self.steps_scale)),
                             warmup_steps=max(1, round(base.warmup_steps * self.steps_scale)),
                             seed=self.seed_for(f"order:{name}"))
@@ -255,16 +262,21 @@ def train_reward(recipe: WorldRecipe, tokenizer, sft_model: Model, name: str, la
                  state_dir: str | None = None, progress: bool = True) -> tuple[Model, dict]:
     """Train reward model ``name`` on pairs labelled by gold reward ``label``; return it and its report.
 
-    Training pairs: ``recipe.pairs`` generator pairs, plus reward-hack pairs (`hack_pairs`) and
-    minimal pairs (`contrast_pairs`) in proportion ``hack_fraction`` / ``contrast_fraction``. The
-    model starts from the SFT body. It is validated on held-out generator, reward-hack and minimal
-    pairs (separate seeds from training).
+    Training pairs: ``recipe.pairs`` generator pairs, plus reward-hack pairs (`hack_pairs`) in
+    proportion ``hack_fraction``, plus, for the labels in ``contrast_labels``, minimal pairs
+    (`contrast_pairs`) in proportion ``contrast_fraction``. The target reward model ("target") runs
+    ``recipe.reward``; the baseline one ``recipe.reward_baseline``. Minimal pairs matter for r,
+    which reads negation; r_BL ignores negation, so a toggled "not" is a near-tie under r_BL (it
+    only pays one word of length), and with them the baseline model measured worse on held-out
+    pairs. The model starts from the SFT body. It is validated on held-out generator, reward-hack
+    and minimal pairs (separate seeds from training).
     """
     fn = REWARDS[label]
-    train_pairs = _pairs(recipe, tokenizer, label, "train", recipe.pairs, hacks=True, contrasts=True)
+    train_pairs = _pairs(recipe, tokenizer, label, "train", recipe.pairs, hacks=True,
+                         contrasts=label in recipe.contrast_labels)
     init = reward_model.from_lm(sft_model, jax.random.PRNGKey(recipe.seed_for(f"init:{name}")))
-    run = reward_model.train(init, train_pairs, recipe.run_config("reward"), state_dir, desc=name,
-                             progress=progress)
+    config = recipe.run_config("reward" if label == "target" else "reward_baseline")
+    run = reward_model.train(init, train_pairs, config, state_dir, desc=name, progress=progress)
     rm = init.replace(params=run.params)
     n_val = round(recipe.val_pairs * recipe.hack_fraction)
     gen = reward_model.validate(rm, _pairs(recipe, tokenizer, label, "val", recipe.val_pairs, hacks=False))
