@@ -111,23 +111,7 @@ def hack_pairs(n: int, reward_fn: Callable[[str, str], float], seed: int,
     the ways an additive gold reward can be gamed; the pairs teach a reward model how the gold
     reward reacts to them. Ties are skipped. A pure function of ``seed``.
     """
-    rng = np.random.default_rng(seed)
-    out: list[world.Pair] = []
-    while len(out) < n:
-        for ex in world.sample_examples(n, int(rng.integers(2**31))):
-            hacked = _perturb(rng, ex.response, max_words)
-            if hacked is None or hacked == ex.response:
-                continue
-            a, b = ex.response, hacked
-            ra, rb = float(reward_fn(ex.prompt, a)), float(reward_fn(ex.prompt, b))
-            if ra == rb:
-                continue
-            if ra < rb:
-                a, b, ra, rb = b, a, rb, ra
-            out.append(world.Pair(ex.prompt, a, b, ra, rb))
-            if len(out) == n:
-                break
-    return out
+    return _edited_pairs(n, reward_fn, seed, lambda rng, ex: _perturb(rng, ex.response, max_words))
 
 
 _SENTIMENT = tuple(sorted(set(world.TARGET.sentiment()) | set(world.BASELINE.sentiment())))
@@ -182,11 +166,16 @@ def contrast_pairs(n: int, reward_fn: Callable[[str, str], float], seed: int,
     strength, which pairs of independent responses leave confounded with everything else. Ties
     are skipped. A pure function of ``seed``.
     """
+    return _edited_pairs(n, reward_fn, seed, lambda rng, ex: _contrast(rng, ex.prompt, ex.response, max_words))
+
+
+def _edited_pairs(n: int, reward_fn, seed: int, edit) -> list[world.Pair]:
+    """``n`` pairs (a sampled review, ``edit(rng, example)`` of it), ordered by ``reward_fn``; ties skipped."""
     rng = np.random.default_rng(seed)
     out: list[world.Pair] = []
     while len(out) < n:
         for ex in world.sample_examples(n, int(rng.integers(2**31))):
-            edited = _contrast(rng, ex.prompt, ex.response, max_words)
+            edited = edit(rng, ex)
             if edited is None or edited == ex.response:
                 continue
             a, b = ex.response, edited
