@@ -127,7 +127,7 @@ CASES = {
 def test_sampled_frequencies_match_closed_form(world, case):
     sft, r, r_bl = world
     fields, tilt_to = CASES[case]
-    config = DecodeConfig(select="sample", seed=11, **fields)
+    config = DecodeConfig(select="sample", seed=11, rollout_temperature=1.0, **fields)   # sampled rollouts
     end = len(PROMPT) + config.horizon
     if tilt_to is None:
         params = TQParams(sft, None, r)

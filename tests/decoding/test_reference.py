@@ -10,7 +10,7 @@ from tests.decoding.decode_helpers import assert_same
 from tqjax.api.decode import TQParams, decode
 from tqjax.decoding import DecodeConfig
 
-TQ = DecodeConfig(method="tq", k=3, horizon=3, rollouts=2, max_new_tokens=5, seed=3)
+TQ = DecodeConfig(method="tq", k=3, horizon=3, rollouts=2, max_new_tokens=5, seed=3, rollout_temperature=1.0)
 
 # (config, archs it runs on): every method on llama, the tq family again on gpt2.
 CASES = {
@@ -49,15 +49,16 @@ def test_some_rows_end_at_eos(tiny, prompts):
 
 TOY_CASES = {
     "tq-sample": DecodeConfig(method="tq", k=3, horizon=2, rollouts=3, select="sample",
-                              max_new_tokens=6, seed=5, alpha=1.5, diagnostics=True),
+                              max_new_tokens=6, seed=5, alpha=1.5, diagnostics=True, rollout_temperature=1.0),
     "tq-indirect-implicit": DecodeConfig(method="tq", k=4, horizon=2, rollouts=3,
                                          transfer="indirect", beta=0.7, max_new_tokens=6,
-                                         diagnostics=True),
+                                         diagnostics=True, rollout_temperature=1.0),
     "tq-indirect-model-unnormalized": DecodeConfig(
         method="tq", k=2, horizon=3, rollouts=2, transfer="indirect", beta=1.3,
-        weights="unnormalized", proposal="baseline", max_new_tokens=6, diagnostics=True),
+        weights="unnormalized", proposal="baseline", max_new_tokens=6, diagnostics=True,
+        rollout_temperature=1.0),
     "cd": DecodeConfig(method="cd", k=3, horizon=2, rollouts=2, max_new_tokens=6, seed=2,
-                       diagnostics=True),
+                       diagnostics=True, rollout_temperature=1.0),
     "args-ignore-eos": DecodeConfig(method="args", k=5, max_new_tokens=6, ignore_eos=True,
                                     diagnostics=True),
     "bon-baseline": DecodeConfig(method="bon", n=4, proposal="baseline", temperature=1.2,

@@ -74,7 +74,7 @@ def run(args) -> int:
         raise ValueError(f"--alphas must be finite numbers, got {args.alphas!r}")
     if args.n_prompts < 1 or args.batch_size < 1:
         raise ValueError("--n-prompts and --batch-size must be >= 1")
-    config = decode_config(args, max_new_tokens=48, horizon=10)
+    config = decode_config(args, max_new_tokens=48)
     result_file = os.path.join(args.out, "eval.json")
     if os.path.exists(result_file) and not args.overwrite:
         raise FileExistsError(f"{result_file} already exists; pass --overwrite to replace it")

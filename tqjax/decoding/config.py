@@ -9,7 +9,8 @@ Released-code mode. The authors' code (PAPER.md) takes the candidates and their 
 baseline (DPO) model, continues them greedily, and weighs indirect rewards as ``exp((r - r_BL)/β)·r``:
 ``DecodeConfig(proposal="baseline", rollout_temperature=0.0, weights="unnormalized", beta=2.0)``
 (with ``ignore_eos=True`` for its fixed token budget). The paper's method, the default here, uses
-the SFT model's top-k and prior, sampled rollouts and self-normalised weights.
+the SFT model's top-k and prior and self-normalised weights; rollouts are greedy by default, as in
+the authors' experiments (one sampled rollout per candidate is too noisy an estimate of Q).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class DecodeConfig:
     weights: str = "normalized"
     proposal: str = "sft"
     select: str = "greedy"
-    rollout_temperature: float = 1.0
+    rollout_temperature: float = 0.0
     temperature: float = 0.0
     top_k: int = 0
     top_p: float = 1.0
