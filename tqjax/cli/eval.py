@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -100,11 +101,10 @@ def run(args) -> int:
         for m in methods:
             if m.config.method in ("tq", "cd", "args") and not m.name.startswith("tq-indirect"):
                 swept = type(m)(m.name, m.params, m.config.replace(alpha=alpha))
-                r = run_method(swept, prompts, args.batch_size, gold)
+                r = run_method(swept, prompts, args.batch_size, gold, warmup=False)
                 frontier.setdefault(m.name, []).append(
                     (alpha, float(np.mean(r["kl"])), float(np.mean(r["gold"]) if gold else np.mean(r["rewards"]))))
     os.makedirs(args.out, exist_ok=True)
-    import dataclasses
     report = dict(methods=table, prompts=len(prompts), config=dataclasses.asdict(config), frontier=frontier)
     report["matched_compute"] = {
         "bon_n": next((m.config.n for m in methods if m.name == "bon"), None),
@@ -118,7 +118,8 @@ def run(args) -> int:
     print(md)
     if frontier:
         from tqjax.eval.plot import frontier_plot
-        anchors = {n: (table[n]["kl"], table[n].get("gold_reward", table[n]["reward"])) for n in ("sft", "baseline", "bon", "bon (gold RM)") if n in table}
+        anchors = {n: (table[n]["kl"], table[n].get("gold_reward", table[n]["reward"]))
+                   for n in ("sft", "baseline", "bon", "bon (gold RM)") if n in table}
         frontier_plot(frontier, os.path.join(args.out, "frontier.png"), anchors)
         print(f"frontier plot: {os.path.join(args.out, 'frontier.png')}")
     print(f"wrote {result_file}")

@@ -50,13 +50,15 @@ def bon_kl(n: int) -> float:
 
 
 def run(method: Method, prompts: list, batch_size: int, gold: Callable[[str, str], float] | None,
-        progress: bool = True) -> dict:
+        progress: bool = True, warmup: bool = True) -> dict:
     """Decode ``prompts`` in batches; return per-prompt arrays and the wall time.
 
-    The first batch is decoded once before the clock starts, so tokens/s excludes compilation.
+    With ``warmup`` the first batch is decoded once before the clock starts, so tokens/s excludes
+    compilation (a sweep over α reuses the compiled program and needs no warm-up).
     """
     tokens, texts, rewards, kl = [], [], [], []
-    decode(method.params, prompts[:batch_size], method.config)
+    if warmup:
+        decode(method.params, prompts[:batch_size], method.config)
     start = time.perf_counter()
     batches = range(0, len(prompts), batch_size)
     for lo in tqdm(batches, desc=method.name, disable=not progress, leave=False):
