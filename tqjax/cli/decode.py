@@ -73,6 +73,8 @@ def _job(args) -> int:
 
 
 def _demo(args) -> int:
+    from tqdm.auto import tqdm
+
     from tqjax.api.decode import TQParams, decode
     from tqjax.world import sample_prompts, target_reward
 
@@ -85,8 +87,8 @@ def _demo(args) -> int:
     print(f"Transfer Q* on the shipped review-task models: k={config.k}, alpha={config.alpha}, "
           f"H={config.horizon}, M={config.rollouts}, {config.transfer} transfer")
     results = {}
-    for name, cfg in (("SFT", sft_config), ("TQ*", config)):
-        from tqdm.auto import tqdm
+    label = "TQ*" if config.method == "tq" else config.method
+    for name, cfg in (("SFT", sft_config), (label, config)):
         outs = []
         for lo, hi in tqdm(_batches(len(prompts), batch_size), desc=name, leave=False):
             outs.append(decode(params, prompts[lo:hi], cfg, indices=range(lo, hi)))
