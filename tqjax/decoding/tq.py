@@ -8,13 +8,14 @@ row read the same prefix cache, and only their private suffixes (H+1 tokens) are
 
 Per candidate ``z`` and rollout, with ``R`` the rollout model (ρ_BL for ``tq``, π_sft for ``cd``):
 
-- the reward model extends ``z, τ_1..τ_H`` (H+1 tokens); the rollout's reward ``r`` is its score
+- ``R`` extends ``z, τ_1..τ_{H-1}`` (H tokens, one at a time: the only sequential part) to propose
+  ``τ_1..τ_H``: greedy when ``rollout_temperature == 0``, else sampled at that temperature, each
+  draw with key ``fold_in(fold_in(fold_in(step_key, 1 + c), m), h)``;
+- the reward model then reads ``z, τ_1..τ_H`` (H+1 tokens) in one pass (``forward_suffix``:
+  the same outputs as H+1 extends, with larger matmuls); the rollout's reward ``r`` is its score
   at the last real token (EOS included, or ``τ_H``);
-- ``R`` extends ``z, τ_1..τ_{H-1}`` (H tokens) to propose ``τ_1..τ_H``: greedy when
-  ``rollout_temperature == 0``, else sampled at that temperature, each draw with key
-  ``fold_in(fold_in(fold_in(step_key, 1 + c), m), h)``;
 - indirect transfer also needs ``r_BL``: the ``baseline_reward`` model's score of the same tokens,
-  or the implicit ``β·(log ρ_BL(z,τ) − log π_sft(z,τ))`` (then π_sft extends the suffix too).
+  or the implicit ``β·(log ρ_BL(z,τ) − log π_sft(z,τ))`` (then π_sft reads the suffix too).
 
 ``args`` is H = 0: the value is the reward of ``[s, z]``.
 """
@@ -53,58 +54,60 @@ def candidate_values(models, caches, logp, cand_BC, step_keys_B, sweep, config, 
     greedy = config.rollout_temperature == 0
     beta = sweep["beta"]
 
-    def is_eos(tok_B):
-        return jnp.zeros(tok_B.shape, bool) if eos is None else tok_B == eos
+    def is_eos(tok):
+        return jnp.zeros(tok.shape, bool) if eos is None else tok == eos
 
-    def score(model, name, tok_B, suffix):
-        return model.extend(tok_B, caches[name], suffix)
-
-    def rollout(z_B, keys_B):
-        # Iteration h processes suffix token h (z at h = 0): the reward model scores it, the
-        # rollout model proposes token h + 1. A last reward extension scores token H.
-        c = dict(tok=z_B, done=jnp.zeros(z_B.shape, bool), r=jnp.zeros(z_B.shape, jnp.float32),
-                 rm=reward.init_suffix(caches["reward"], H + 1))
-        if rbl is not None:
-            c["rbl"] = jnp.zeros(z_B.shape, jnp.float32)
-            c["rblm"] = rbl.init_suffix(caches["baseline_reward"], H + 1)
-        if implicit:   # log ρ_BL − log π_sft of the rollout's real tokens, z first
-            c["lr"] = _take(logp["baseline"], z_B) - _take(logp["sft"], z_B)
-            c["sftm"] = models["sft"].init_suffix(caches["sft"], H)
-        if H > 0:
-            c["lm"] = lm.init_suffix(caches[role], H)
-
-        def score_token(c):
-            c = dict(c)
-            live_B = ~c["done"]
-            r_B, c["rm"] = reward.extend(c["tok"], caches["reward"], c["rm"])
-            c["r"] = jnp.where(live_B, r_B, c["r"])
-            if rbl is not None:
-                rbl_B, c["rblm"] = rbl.extend(c["tok"], caches["baseline_reward"], c["rblm"])
-                c["rbl"] = jnp.where(live_B, rbl_B, c["rbl"])
+    def propose(z_B, keys_B):
+        """The rollout model's tokens ``[B, H+1]`` (``z, τ_1..τ_H``, PAD after an EOS), one at a
+        time, and for the implicit r_BL ``log ρ_BL(τ_{h+1})`` ``[B, H]``."""
+        c = dict(tok=z_B, done=jnp.zeros(z_B.shape, bool),
+                 toks=jnp.zeros(z_B.shape + (H + 1,), jnp.int32).at[:, 0].set(z_B))
+        if implicit:
+            c["logrho"] = jnp.zeros(z_B.shape + (max(H, 1),), jnp.float32)
+        if H == 0:
             return c
 
         def step(h, c):
-            c = score_token(c)
+            c = dict(c)
             logits_BV, c["lm"] = lm.extend(c["tok"], caches[role], c["lm"])
             c["done"] = c["done"] | is_eos(c["tok"])
             nxt_B = sampler.rollout_token(logits_BV, sampler.draw_key(keys_B, h + 1),
                                           sweep["rollout_temperature"], greedy)
             if implicit:
-                sft_BV, c["sftm"] = models["sft"].extend(c["tok"], caches["sft"], c["sftm"])
-                gap_B = (_take(jax.nn.log_softmax(logits_BV), nxt_B)
-                         - _take(jax.nn.log_softmax(sft_BV), nxt_B))
-                c["lr"] = c["lr"] + jnp.where(c["done"], 0.0, gap_B)
+                c["logrho"] = c["logrho"].at[:, h].set(_take(jax.nn.log_softmax(logits_BV), nxt_B))
             c["tok"] = jnp.where(c["done"], PAD, nxt_B)
+            c["toks"] = c["toks"].at[:, h + 1].set(c["tok"])
             return c
 
-        if H > 0:
-            c = jax.lax.fori_loop(0, H, step, c)
-        c = score_token(c)
+        c["lm"] = lm.init_suffix(caches[role], H)
+        return jax.lax.fori_loop(0, H, step, c)
+
+    def rollout(z_B, keys_B):
+        # Only the rollout model is sequential. The models that read the rollout (reward, r_BL,
+        # π_sft for the implicit r_BL) take all its tokens in one pass: the same numbers as
+        # token-by-token extends, with (H+1)-times larger matmuls.
+        c = propose(z_B, keys_B)
+        toks_BU = c["toks"]
+        ended_BU = jnp.cumsum(is_eos(toks_BU), axis=1) > 0      # an EOS at or before u
+        last_B = jnp.sum(~ended_BU[:, :H], axis=1)              # the first EOS, else τ_H
+
+        def score(model, name):
+            out_BU = model.forward_suffix(toks_BU, caches[name])
+            return _take(out_BU, last_B)
+
+        r_B = score(reward, "reward")
         if not indirect:
-            return c["r"], c["r"]
-        if implicit:
-            return c["r"], c["r"] / beta - c["lr"]
-        return c["r"], (c["r"] - c["rbl"]) / beta
+            return r_B, r_B
+        if not implicit:
+            return r_B, (r_B - score(rbl, "baseline_reward")) / beta
+        # log ρ_BL − log π_sft of the rollout's real tokens: z, then τ_{h+1} while none has ended
+        lr_B = _take(logp["baseline"], z_B) - _take(logp["sft"], z_B)
+        if H > 0:
+            sft_BHV = jax.nn.log_softmax(models["sft"].forward_suffix(toks_BU[:, :H], caches["sft"]))
+            logpi_BH = jnp.take_along_axis(sft_BHV, toks_BU[:, 1:, None], axis=-1)[..., 0]
+            gap_BH = jnp.where(ended_BU[:, :H], 0.0, c["logrho"] - logpi_BH)
+            lr_B = lr_B + jnp.sum(gap_BH, axis=1)
+        return r_B, r_B / beta - lr_B
 
     def candidate_value(z_B, index):
         keys_MB = jax.vmap(lambda m: sampler.draw_key(step_keys_B, 1 + index, m))(jnp.arange(M))

@@ -129,6 +129,25 @@ class Model:
         out = transformer.head(self.config, self.params, h)[:, 0]
         return out, Suffix(k=tuple(ks), v=tuple(vs), length=u + 1)
 
+    def forward_suffix(self, tokens_BU: Array, cache: KVCache) -> Array:
+        """Head output at every token of a whole suffix ``[B, U]`` at once (causal within it).
+
+        The same numbers as ``U`` calls of `extend`, in one pass: ``U`` times larger matmuls, and
+        no suffix cache is kept. For a model that only reads a finished rollout (the reward model).
+        """
+        B, U = tokens_BU.shape
+        pos_BU = (cache.length - cache.start_B)[:, None] + jnp.arange(U)[None, :]
+        s = jnp.arange(cache.size)
+        prefix_B1S = ((s[None] >= cache.start_B[:, None]) & (s[None] < cache.length))[:, None, :]
+        causal_BUU = jnp.broadcast_to(jnp.tril(jnp.ones((U, U), bool)), (B, U, U))
+
+        def attn(layer, q, k, v):
+            own = (k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), causal_BUU)
+            return attend(q, [(cache.k[layer], cache.v[layer], prefix_B1S), own])
+
+        h = transformer.hidden(self.config, self.params, tokens_BU, pos_BU, attn)
+        return transformer.head(self.config, self.params, h)
+
 
 def init_model(config: ModelConfig, key: Array, dtype=jnp.float32, tokenizer=None) -> Model:
     """A randomly initialised model (``N(0, 0.02)`` weights)."""

@@ -16,6 +16,9 @@ Layout conventions (shared by every implementation):
   token of it, attending to the shared committed prefix in ``cache`` (read, never copied) and to
   the suffix's own earlier tokens. The engine ``vmap``s ``extend`` over candidates and rollouts
   with the cache unmapped (``in_axes=None``), so the prefix is shared by all of them.
+  ``forward_suffix`` reads a finished suffix in one pass (the same outputs as ``U`` extends): the
+  rollout model must propose its tokens one at a time, but the models that only read them (the
+  reward model, and π_sft for the implicit r_BL) take the whole rollout as one block.
 """
 
 from __future__ import annotations
@@ -46,3 +49,6 @@ class DecodeModel(Protocol):
 
     def extend(self, tokens_B: Array, cache: Any, suffix: Any) -> tuple[Array, Any]:
         """Process one suffix token per row against ``cache`` (shared) and ``suffix``."""
+
+    def forward_suffix(self, tokens_BU: Array, cache: Any) -> Array:
+        """``out`` at every token of a whole suffix ``[B, U]`` read at once against ``cache``."""

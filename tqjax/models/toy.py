@@ -91,6 +91,14 @@ class ToyModel:
         h_B, pos_B = self._step(suffix.h_B, tokens_B), suffix.pos_B + 1
         return self._read(h_B, pos_B), ToyState(h_B, pos_B, suffix.length + 1)
 
+    def forward_suffix(self, tokens_BU, cache):
+        def body(carry, tok_B):
+            h_B, pos_B = self._step(carry[0], tok_B), carry[1] + 1
+            return (h_B, pos_B), self._read(h_B, pos_B)
+
+        _, out_U = jax.lax.scan(body, (cache.h_B, cache.pos_B), jnp.moveaxis(tokens_BU, 1, 0))
+        return jnp.moveaxis(out_U, 0, 1)
+
     # -- enumeration helpers (NumPy, whole sequences) -----------------------------------------
 
     def state_of(self, seq) -> tuple[int, int]:
