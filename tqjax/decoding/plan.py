@@ -4,13 +4,13 @@ The estimate follows what the compiled program holds at its peak (DESIGN §2):
 
 - **params** of every model, sharded by the rules table (tensor parallel over "model");
 - **committed KV caches** of every active model: ``B × L × 2 × K × (T + max_new_tokens) × H``;
-- **rollout state**: the private suffix caches of the k·M rollouts of every row, for the rollout
-  model (H tokens), the reward model (H+1), the baseline reward model (indirect, H+1) and, for the
-  implicit indirect reward, the SFT model (H): ``B × c × M × L × 2 × K × U × H`` with ``c`` the
-  candidates evaluated at once (``k``, or ``DecodeConfig.candidate_chunk``);
+- **rollout state**: the private suffix caches of the k·M rollouts of every row for the rollout
+  model (H tokens): ``B × c × M × L × 2 × K × H × head_dim`` with ``c`` the candidates evaluated
+  at once (``k``, or ``DecodeConfig.candidate_chunk``);
 - **activations**: the largest transient of one step (logits and log-softmax over V for the
-  B·c·M rollout rows, attention scores over prefix + suffix, the MLP) or of the prefill
-  (scores over T × T, the MLP over B·T tokens), whichever is larger.
+  B·c·M rollout rows, attention scores over prefix + suffix, the MLP), of the block pass in which
+  the reward model (and r_BL or π_sft) reads the B·c·M finished rollouts of H+1 tokens at once,
+  or of the prefill (scores over T × T, the MLP over B·T tokens), whichever is larger.
 
 The batch is split over "data", heads, kv heads and the MLP over "model"; the vocabulary and the
 width are replicated (as in `tqjax.parallel.rules`). Buffers that XLA keeps twice (a loop's carry
@@ -38,6 +38,7 @@ F32 = 4
 MIN_BUCKET = 8          # shortest prompt bucket (as `tqjax.api.decode` pads)
 STEP_ROW_F32 = dict(vocab=3, scores=2, mlp=2, width=4)      # live float32 copies per rollout row
 PREFILL_TOKEN_F32 = dict(scores=2, mlp=2, width=4)          # ... per prompt token in the prefill
+BLOCK_TOKEN_F32 = dict(vocab=2, scores=1, mlp=1, width=2)   # ... per token of a rollout read at once
 
 
 class PlanError(ValueError):
@@ -227,17 +228,17 @@ def plan(params_or_configs, config, batch: int, prompt_len: int, mesh=None, *, d
         C = config.candidate_chunk or config.k
         C = min(C, config.k)
         H, M = config.effective_horizon, config.effective_rollouts
-        suffix = {"reward": H + 1}
-        if H > 0:
-            suffix[rollout_role(config)] = H
-        if config.transfer == "indirect":
-            if "baseline_reward" in roles:
-                suffix["baseline_reward"] = H + 1
-            else:
-                suffix["sft"] = H
         n = rows * C * M
-        rollout = sum(cache(role, n, slots) for role, slots in suffix.items())
+        # the rollout model's private suffix is the only cache a rollout keeps; the models that
+        # read the finished rollout (reward, r_BL, π_sft) take it as one block of H + 1 tokens
+        rollout = cache(rollout_role(config), n, H) if H > 0 else 0
+        readers = ["reward"]
+        if config.transfer == "indirect":
+            readers.append("baseline_reward" if "baseline_reward" in roles else "sft")
         step = n * F32 * _row(largest, sizes, S + H + 1, STEP_ROW_F32)
+        for role in readers:
+            copies = BLOCK_TOKEN_F32 if configs[role].kind == "lm" else dict(BLOCK_TOKEN_F32, vocab=0)
+            step = max(step, n * (H + 1) * F32 * _row(configs[role], sizes, S + H + 1, copies))
     step = max(step, rows * F32 * STEP_ROW_F32["vocab"] * largest.vocab_size * len(roles))
     prefill = rows * T * F32 * _row(largest, sizes, T, PREFILL_TOKEN_F32)
     return MemoryPlan(batch=B, prompt_len=T, candidates=C, mesh=(data, model), params=params,

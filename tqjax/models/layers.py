@@ -78,45 +78,28 @@ def apply_rope(cfg: ModelConfig, x_BTNH: Array, pos_BT: Array) -> Array:
     return jnp.concatenate([rotated.astype(x_BTNH.dtype), x_BTNH[..., dim:]], axis=-1)
 
 
-SMALL_BLOCK = 64    # a single query against at most this many keys: multiply-and-sum, not a dot
-
-
 def attend(q_BTNH: Array, parts: list[tuple[Array, Array, Array]]) -> Array:
     """Softmax attention over the concatenation of several key/value blocks.
 
     ``parts``: ``(k_BKSH, v_BKSH, mask_BTS)`` blocks, e.g. a shared prefix and a private suffix.
     One softmax runs over all their keys, taken block by block against a shared running maximum,
     so no concatenated score tensor is built. Grouped-query heads: ``N = K * G``; scores are
-    ``[B, K, T, G, S]`` so that both dots keep the query rows together and need no transpose.
-
-    A single query against a short block (a rollout's own suffix, ``S <= SMALL_BLOCK``) is a
-    broadcast multiply-and-sum: XLA fuses it, where as a dot it is a batch of tiny matmuls
-    (measured several times slower on CPU inside the rollout loop).
+    ``[B, K, T, G, S]``, the natural output order of the score dot (batch ``B, K``, then the
+    query's free axes), so neither dot needs its operands or result transposed.
     """
     B, T, N, H = q_BTNH.shape
     K = parts[0][0].shape[1]
     q_BTKGH = q_BTNH.reshape(B, T, K, N // K, H)
     scale = 1.0 / math.sqrt(H)
-
-    def small(k_BKSH):
-        return T == 1 and k_BKSH.shape[2] <= SMALL_BLOCK
-
     scores = []
     for k_BKSH, _, mask_BTS in parts:
-        if small(k_BKSH):
-            q_BKGH = q_BTKGH[:, 0].astype(jnp.float32)
-            s = jnp.sum(q_BKGH[:, :, :, None] * k_BKSH[:, :, None].astype(jnp.float32), axis=-1)[:, :, None]
-        else:
-            s = einsum_f32("BTKGH,BKSH->BKTGS", q_BTKGH, k_BKSH)
+        s = einsum_f32("BTKGH,BKSH->BKTGS", q_BTKGH, k_BKSH)
         scores.append(jnp.where(mask_BTS[:, None, :, None, :], s * scale, NEG_INF))
     top = functools.reduce(jnp.maximum, [s.max(axis=-1, keepdims=True) for s in scores])
     out, total = 0.0, 0.0
-    for s, (k_BKSH, v_BKSH, _) in zip(scores, parts):
+    for s, (_, v_BKSH, _) in zip(scores, parts):
         p = jnp.exp(s - top)
         total = total + p.sum(axis=-1, keepdims=True)
-        if small(k_BKSH):
-            out = out + jnp.sum(p[:, :, 0, :, :, None] * v_BKSH[:, :, None].astype(jnp.float32), axis=-2)[:, :, None]
-        else:
-            out = out + einsum_f32("BKTGS,BKSH->BKTGH", p.astype(v_BKSH.dtype), v_BKSH)
+        out = out + einsum_f32("BKTGS,BKSH->BKTGH", p.astype(v_BKSH.dtype), v_BKSH)
     out_BKTGH = out / total
     return out_BKTGH.transpose(0, 2, 1, 3, 4).reshape(B, T, N, H).astype(q_BTNH.dtype)
