@@ -84,6 +84,27 @@ def test_suffix_extend_shares_the_prefix(model):
             assert np.abs(outs[c, b] - full[len(r):]).max() <= 1e-5
 
 
+
+@pytest.mark.parametrize("kind", ["lm", "reward"])
+def test_forward_suffix_equals_extend_token_by_token(model, kind):
+    """The block pass the reward model reads rollouts with: the same outputs as U extends."""
+    m = model if kind == "lm" else init_model(model.config.replace(kind="reward"), jax.random.key(6))
+    padded, start = left_pad([tokens(12, 7), tokens(13, 3)], 7)
+    _, cache = m.prefill(jnp.asarray(padded), jnp.asarray(start), m.init_cache(2, 9))
+    _, cache = m.append(jnp.asarray(tokens(14, 2)), cache)
+    cont_CBU = jnp.asarray(tokens(15, (3, 2, 5)))
+
+    def stepwise(cont_BU):
+        suffix, outs = m.init_suffix(cache, 5), []
+        for u in range(5):
+            out, suffix = m.extend(cont_BU[:, u], cache, suffix)
+            outs.append(out)
+        return jnp.stack(outs, 1)
+
+    block = jax.vmap(lambda c: m.forward_suffix(c, cache))(cont_CBU)
+    assert block.shape == (3, 2, 5) + ((m.vocab_size,) if kind == "lm" else ())
+    assert np.abs(np.asarray(block) - np.asarray(jax.vmap(stepwise)(cont_CBU))).max() <= 1e-5
+
 def test_reward_model_cache_reads_score_at_each_token():
     rm = init_model(ModelConfig.tiny("llama", kind="reward"), jax.random.key(4))
     seq = tokens(10, (2, 9))
