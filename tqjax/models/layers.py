@@ -67,15 +67,22 @@ def rope_frequencies(cfg: ModelConfig) -> Array:
 
 
 def apply_rope(cfg: ModelConfig, x_BTNH: Array, pos_BT: Array) -> Array:
-    """Rotate the first ``rotary_dim`` dims of each head (rotate-half convention)."""
+    """Rotate the first ``rotary_dim`` dims of each head (rotate-half convention).
+
+    Written as ``x·cos + roll(x)·sin`` with the sign folded into ``sin``: XLA:CPU fuses this into
+    one loop with the transpose that follows, where the two-halves concatenation did not (the
+    rollout loop ran ~10% faster, measured interleaved).
+    """
     dim = cfg.rotary_dim
     angles = pos_BT[..., None].astype(jnp.float32) * rope_frequencies(cfg)
-    cos = jnp.cos(angles)[:, :, None, :]
-    sin = jnp.sin(angles)[:, :, None, :]
+    cos = jnp.concatenate([jnp.cos(angles)] * 2, axis=-1)[:, :, None, :]
+    sin = jnp.sin(angles)
+    sin = jnp.concatenate([-sin, sin], axis=-1)[:, :, None, :]
     rot = x_BTNH[..., :dim].astype(jnp.float32)
-    x1, x2 = rot[..., : dim // 2], rot[..., dim // 2:]
-    rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
-    return jnp.concatenate([rotated.astype(x_BTNH.dtype), x_BTNH[..., dim:]], axis=-1)
+    rotated = (rot * cos + jnp.roll(rot, dim // 2, axis=-1) * sin).astype(x_BTNH.dtype)
+    if dim == x_BTNH.shape[-1]:
+        return rotated
+    return jnp.concatenate([rotated, x_BTNH[..., dim:]], axis=-1)
 
 
 def attend(q_BTNH: Array, parts: list[tuple[Array, Array, Array]]) -> Array:
