@@ -74,6 +74,13 @@ class GoldRewardModel:
         score = self._score(full, cache.start_B, cache.prompt_B, cache.length + u + 1)
         return score, TokenSuffix(own, u + 1)
 
+    def forward_suffix(self, tokens_BU, cache):
+        U = tokens_BU.shape[1]
+        room = jnp.concatenate([cache.tokens_BS, jnp.zeros_like(tokens_BU, jnp.int32)], axis=1)
+        full = jax.lax.dynamic_update_slice(room, tokens_BU.astype(jnp.int32), (0, cache.length))
+        score_UB = jax.vmap(lambda u: self._score(full, cache.start_B, cache.prompt_B, cache.length + u + 1))(jnp.arange(U))
+        return score_UB.T
+
 
 def gold_reward_model(tokenizer, spec=None) -> GoldRewardModel:
     """The target gold reward (or ``spec``) over ``tokenizer``'s vocabulary, as a reward model."""
