@@ -277,8 +277,8 @@ def main(argv=None):
                    help="prompts given to the one-prompt-at-a-time loop (0: skip it)")
     p.add_argument("--reps", type=int, default=1, help="tqjax repetitions (median)")
     p.add_argument("--torch-threads", type=int, default=1,
-                   help="torch.set_num_threads for the torch runs (default 1: on the shared 2-core "
-                        "machine torch ran 2-20x slower with 2 threads, see models.py)")
+                   help="torch.set_num_threads for the torch runs (default 1: under load torch ran "
+                        "2-20x slower with 2 threads; on a quiet machine 2 is faster, so run both)")
     p.add_argument("--sweep-new-tokens", type=int, default=8)
     a = p.parse_args(argv)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
