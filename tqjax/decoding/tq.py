@@ -2,9 +2,10 @@
 
 The value of one candidate is written for one candidate (``candidate_value``) and `vmap`-ped over
 the k candidates (or, with ``candidate_chunk``, mapped over them that many at a time with
-``lax.map(..., batch_size=chunk)``, so that peak memory follows the chunk, not k); inside it, one rollout (``rollout``) is `vmap`-ped over the M rollouts. Every
-model's committed cache is passed to the rollouts unmapped (``in_axes=None``): the k·M rollouts of a
-row read the same prefix cache, and only their private suffixes (H+1 tokens) are per rollout.
+``lax.map(..., batch_size=chunk)``, so that peak memory follows the chunk, not k); inside it, one
+rollout (``rollout``) is `vmap`-ped over the M rollouts. Every model's committed cache is passed to
+the rollouts unmapped (``in_axes=None``): the k·M rollouts of a row read the same prefix cache, and
+only their own tokens (``z, τ_1..τ_H``) and the rollout model's suffix cache are per rollout.
 
 Per candidate ``z`` and rollout, with ``R`` the rollout model (ρ_BL for ``tq``, π_sft for ``cd``):
 
