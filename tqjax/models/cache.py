@@ -26,6 +26,11 @@ class KVCache:
     def size(self) -> int:
         return self.k[0].shape[2]
 
+    def filled_B1S(self) -> Array:
+        """``[B, 1, S]``: the slots that hold a real committed token (what a suffix attends to)."""
+        s = jnp.arange(self.size)
+        return ((s[None] >= self.start_B[:, None]) & (s[None] < self.length))[:, None, :]
+
     def positions(self, slots: Array) -> Array:
         """Token positions of ``slots`` (``[T]``) for every row: ``[B, T]``."""
         return jnp.maximum(slots[None, :] - self.start_B[:, None], 0)

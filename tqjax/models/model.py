@@ -114,8 +114,7 @@ class Model:
         """One private suffix token per row, attending to the shared prefix and its own suffix."""
         u = suffix.length
         pos_B1 = (cache.length - cache.start_B + u)[:, None]
-        s = jnp.arange(cache.size)
-        prefix_B1S = ((s[None] >= cache.start_B[:, None]) & (s[None] < cache.length))[:, None, :]
+        prefix_B1S = cache.filled_B1S()
         own_11U = (jnp.arange(suffix.k[0].shape[2]) <= u)[None, None, :]
         own_B1U = jnp.broadcast_to(own_11U, (tokens_B.shape[0], 1, own_11U.shape[-1]))
         ks, vs = list(suffix.k), list(suffix.v)
@@ -137,8 +136,7 @@ class Model:
         """
         B, U = tokens_BU.shape
         pos_BU = (cache.length - cache.start_B)[:, None] + jnp.arange(U)[None, :]
-        s = jnp.arange(cache.size)
-        prefix_B1S = ((s[None] >= cache.start_B[:, None]) & (s[None] < cache.length))[:, None, :]
+        prefix_B1S = cache.filled_B1S()
         causal_BUU = jnp.broadcast_to(jnp.tril(jnp.ones((U, U), bool)), (B, U, U))
 
         def attn(layer, q, k, v):
