@@ -18,6 +18,7 @@ import numpy as np
 from tqjax.decoding import engine
 from tqjax.decoding.config import ROLLOUT_METHODS, DecodeConfig
 from tqjax.decoding.loop import active_roles
+from tqjax.io.chat import has_chat_template, is_messages, render_chat
 
 MIN_BUCKET = 8    # shortest prompt bucket
 ROLE_KINDS = dict(sft="lm", baseline="lm", reward="reward", baseline_reward="reward")
@@ -97,30 +98,51 @@ def _check_models(params, config):
 
 def _tokenize(params, prompts) -> list[np.ndarray]:
     if isinstance(prompts, (str, bytes)) or not isinstance(prompts, Sequence) and not isinstance(prompts, np.ndarray):
-        raise TypeError(f"prompts must be a list of strings or of token-id lists, got "
-                        f"{type(prompts).__name__}")
+        raise TypeError(f"prompts must be a list of strings, token-id lists or chat message lists, "
+                        f"got {type(prompts).__name__}")
     if len(prompts) == 0:
         raise ValueError("prompts is empty")
     tokenizer = getattr(params.sft, "tokenizer", None)
-    out = []
-    for i, prompt in enumerate(prompts):
-        if isinstance(prompt, str):
-            if tokenizer is None:
-                raise ValueError(f"prompt {i} is a string but the SFT model has no tokenizer; "
-                                 f"pass token ids instead")
-            ids = tokenizer.encode(prompt)
-            ids = getattr(ids, "ids", ids)
-        else:
-            ids = prompt
-        ids = np.asarray(ids)
-        if ids.ndim != 1:
-            raise ValueError(f"prompt {i} must be a 1-D sequence of token ids, got shape {ids.shape}")
-        if ids.size == 0:
-            raise ValueError(f"prompt {i} is empty")
-        if not np.issubdtype(ids.dtype, np.integer):
-            raise TypeError(f"prompt {i} must hold integer token ids, got dtype {ids.dtype}")
-        out.append(ids.astype(np.int64))
-    return out
+    return [prompt_ids(tokenizer, prompt, i) for i, prompt in enumerate(prompts)]
+
+
+def prompt_ids(tokenizer, prompt, i: int = 0) -> np.ndarray:
+    """int64 token ids of prompt ``i``: a string (``tokenizer.encode``), a list of chat messages
+    (`tqjax.io.chat.render_chat`, as transformers' ``apply_chat_template``) or token ids."""
+    if isinstance(prompt, str):
+        if tokenizer is None:
+            raise ValueError(f"prompt {i} is a string but the SFT model has no tokenizer; "
+                             f"pass token ids instead")
+        ids = tokenizer.encode(prompt)
+        ids = getattr(ids, "ids", ids)
+    elif isinstance(prompt, dict):
+        raise TypeError(f"prompt {i} is a single message (a dict); a chat prompt is a list of "
+                        f"messages, e.g. [{{\"role\": \"user\", \"content\": \"...\"}}]")
+    elif is_messages(prompt):
+        ids = _chat_ids(tokenizer, prompt, i)
+    else:
+        ids = prompt
+    ids = np.asarray(ids)
+    if ids.ndim != 1:
+        raise ValueError(f"prompt {i} must be a 1-D sequence of token ids, got shape {ids.shape}")
+    if ids.size == 0:
+        raise ValueError(f"prompt {i} is empty")
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise TypeError(f"prompt {i} must hold integer token ids, got dtype {ids.dtype}")
+    return ids.astype(np.int64)
+
+
+def _chat_ids(tokenizer, messages, i: int) -> list[int]:
+    if tokenizer is None:
+        raise ValueError(f"prompt {i} is a list of chat messages but the SFT model has no "
+                         f"tokenizer to render it with; pass a string or token ids instead")
+    if not has_chat_template(tokenizer):
+        raise ValueError(f"prompt {i} is a list of chat messages but the SFT model's tokenizer has "
+                         f"no chat template; pass a string or token ids instead")
+    try:
+        return render_chat(tokenizer, messages)
+    except ValueError as e:
+        raise ValueError(f"prompt {i} (chat messages): {e}") from e
 
 
 def _check_tokens(token_lists, models, config):
