@@ -18,7 +18,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("batch", help="resumable batch decoding of a prompt file (multi-process)")
     add_model_flags(p)
     p.add_argument("--input", required=True,
-                   help="JSONL file of {\"id\", \"prompt\"} or {\"id\", \"prompt_ids\"} lines")
+                   help="JSONL file of {\"id\", \"prompt\"}, {\"id\", \"prompt_ids\"} or "
+                        "{\"id\", \"messages\"} lines")
     p.add_argument("--output", required=True,
                    help="output folder: part-*.jsonl (id, index, tokens, text, reward, kl, logp_sft, "
                         "log_ratio per line) and job.json; rerun the same command to resume")

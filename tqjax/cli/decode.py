@@ -18,7 +18,8 @@ DEMO_SEED = 20_000        # held out: the training recipe draws its data from ot
 def add_parser(sub) -> None:
     p = sub.add_parser("decode", help="decode prompts with Transfer Q* (or another method)")
     add_model_flags(p)
-    p.add_argument("--prompts", help="JSONL file of {\"id\", \"prompt\"} or {\"id\", \"prompt_ids\"} lines")
+    p.add_argument("--prompts", help="JSONL file of {\"id\", \"prompt\"}, {\"id\", \"prompt_ids\"} "
+                                     "or {\"id\", \"messages\"} lines")
     p.add_argument("--out", help="output JSONL (id, tokens, text, reward, kl, logp_sft per line)")
     p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=0,
                    help="prompts per batch (default 0: the largest that fits --memory-budget)")
@@ -46,7 +47,7 @@ def _batches(n, size):
 def _job(args) -> int:
     from tqdm.auto import tqdm
 
-    from tqjax.api.decode import TQParams, decode
+    from tqjax.api.decode import TQParams, decode, prompt_ids
     from tqjax.io.prompts import check_new_file, read_prompts
 
     config = decode_config(args)
@@ -55,6 +56,11 @@ def _job(args) -> int:
     mesh = local_mesh(args) if args.mesh else None
     models = load_models(model_paths(args), args.dtype)
     params = TQParams(**models)
+    for i, record in enumerate(records):   # tokenizer and chat-template errors before any decoding
+        try:
+            prompt_ids(models["sft"].tokenizer, record.value, i)
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"{args.prompts}: id {record.id!r}: {e}") from None
     batch_size, config = auto_batch(args, params, config, [r.value for r in records])
     partial = args.out + ".partial"
     with open(partial, "w") as f, tqdm(total=len(records), desc=f"decode {config.method}", unit="prompt") as bar:

@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="compare sft, baseline, bon, args, cd, tq and indirect tq")
     p.add_argument("--checkpoints", default=str(SHIPPED),
                    help="folder with sft, baseline-direct, baseline-indirect, reward, reward-baseline")
-    p.add_argument("--prompts", help="JSONL prompts (default: held-out prompts of the world task)")
+    p.add_argument("--prompts", help="JSONL prompts, as for `tqjax decode --prompts` (default: "
+                                     "held-out prompts of the world task)")
     p.add_argument("--n-prompts", "--n_prompts", dest="n_prompts", type=int, default=32)
     p.add_argument("--out", default="out/eval", help="output folder (eval.json, eval.md, frontier.png)")
     p.add_argument("--alphas", default="", help="comma-separated α sweep for tq, cd, args (e.g. 0.5,1,2,4)")
@@ -62,6 +63,7 @@ def _methods(args, models, config):
 def run(args) -> int:
     import numpy as np
 
+    from tqjax.api.decode import prompt_ids as encode
     from tqjax.eval import markdown_table, run as run_method, summarise
     from tqjax.io.prompts import read_prompts
     from tqjax.world import sample_prompts, target_reward
@@ -89,7 +91,7 @@ def run(args) -> int:
     models = load_models({r: os.path.join(args.checkpoints, r) for r in roles}, args.dtype)
     methods = _methods(args, models, config)
     tokenizer = models["sft"].tokenizer
-    prompt_ids = [p if not isinstance(p, str) else tokenizer.encode(p) for p in prompts]
+    prompt_ids = [encode(tokenizer, p, i).tolist() for i, p in enumerate(prompts)]
 
     results = {}
     for m in methods:

@@ -45,17 +45,18 @@ def auto_batch(args, params, config, prompts):
     with candidates chunked when not even batch 1 fits with all k at once."""
     if args.batch_size:
         return args.batch_size, config
+    from tqjax.api.decode import prompt_ids
     from tqjax.decoding.plan import pick_batch_size
+    from tqjax.io.chat import is_messages
 
     tokenizer = getattr(params.sft, "tokenizer", None)
 
-    def length(prompt):
-        if isinstance(prompt, str) and tokenizer is not None:
-            ids = tokenizer.encode(prompt)
-            return len(getattr(ids, "ids", ids))
+    def length(i, prompt):
+        if is_messages(prompt) or isinstance(prompt, str) and tokenizer is not None:
+            return len(prompt_ids(tokenizer, prompt, i))
         return len(prompt)
 
-    longest = max((length(p) for p in prompts), default=1)
+    longest = max((length(i, p) for i, p in enumerate(prompts)), default=1)
     return pick_batch_size(params, config, max(longest, 1), budget(args),
                            max_batch=max(1, min(256, len(prompts))))
 

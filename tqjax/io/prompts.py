@@ -1,4 +1,5 @@
-"""Prompt files (JSONL, one ``{"id", "prompt"}`` or ``{"id", "prompt_ids"}`` per line) and output files."""
+"""Prompt files (JSONL, one ``{"id", "prompt"}``, ``{"id", "prompt_ids"}`` or ``{"id", "messages"}``
+per line) and output files."""
 
 from __future__ import annotations
 
@@ -6,15 +7,21 @@ import dataclasses
 import json
 import os
 
+from tqjax.io.chat import check_messages
+
 
 @dataclasses.dataclass(frozen=True)
 class PromptRecord:
     id: object
     prompt: str | None = None
     prompt_ids: tuple | None = None
+    messages: tuple | None = None
 
     @property
     def value(self):
+        """What `tqjax.decode` takes: the string, the id list or the list of message dicts."""
+        if self.messages is not None:
+            return [dict(m) for m in self.messages]
         return self.prompt if self.prompt is not None else list(self.prompt_ids)
 
 
@@ -41,16 +48,29 @@ def read_prompts(path: str) -> list[PromptRecord]:
             if rid in seen:
                 raise ValueError(f"{path}:{number}: duplicate id {rid!r} (first on line {seen[rid]})")
             seen[rid] = number
-            if isinstance(obj.get("prompt"), str) and obj["prompt"].strip():
+            if "messages" in obj:
+                records.append(PromptRecord(rid, messages=_messages(obj, f"{path}:{number}")))
+            elif isinstance(obj.get("prompt"), str) and obj["prompt"].strip():
                 records.append(PromptRecord(rid, prompt=obj["prompt"]))
             elif isinstance(obj.get("prompt_ids"), list) and obj["prompt_ids"] and all(
                     isinstance(t, int) and not isinstance(t, bool) for t in obj["prompt_ids"]):
                 records.append(PromptRecord(rid, prompt_ids=tuple(obj["prompt_ids"])))
             else:
-                raise ValueError(f"{path}:{number}: needs a non-empty \"prompt\" string or \"prompt_ids\" list of ints")
+                raise ValueError(f"{path}:{number}: needs a non-empty \"prompt\" string, \"prompt_ids\" "
+                                 f"list of ints or \"messages\" list")
     if not records:
         raise ValueError(f"{path}: no prompts")
     return records
+
+
+def _messages(obj: dict, where: str) -> tuple:
+    others = [key for key in ("prompt", "prompt_ids") if key in obj]
+    if others:
+        raise ValueError(f"{where}: \"messages\" and \"{others[0]}\" on one line; give one of them")
+    try:
+        return tuple(check_messages(obj["messages"]))
+    except ValueError as e:
+        raise ValueError(f"{where}: \"messages\": {e}") from None
 
 
 def check_new_file(path: str, overwrite: bool) -> None:

@@ -232,9 +232,9 @@ def run(records: Sequence, decode_fn: Callable, outdir: str, *, batch_size: int,
     """Decode this process's unfinished share of ``records`` into its part file.
 
     records: `PromptRecord`s, in input order (their position is the prompt's global index).
-    decode_fn(values, indices) -> `DecodeOutput`: values are prompt strings or token-id lists,
-    indices their global indices (folded into the keys). progress(total, initial) -> a tqdm-like
-    bar (``update(n)``, ``close()``), or None.
+    decode_fn(values, indices) -> `DecodeOutput`: values are prompt strings, token-id lists or
+    message lists, indices their global indices (folded into the keys). progress(total, initial)
+    -> a tqdm-like bar (``update(n)``, ``close()``), or None.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
