@@ -49,17 +49,46 @@ def test_decode_on_the_shipped_checkpoints(capsys):
 
 def test_eval_writes_json_table_and_plot(world_dir, tmp_path, capsys):
     out = tmp_path / "eval"
-    assert main(["eval", "--checkpoints", str(world_dir), "--n-prompts", "2", "--alphas", "1,4",
-                 "--methods", "sft,bon,args,tq,tq-indirect", "--out", str(out), *FAST]) == 0
+    assert main(["eval", "--checkpoints", str(world_dir), "--n-prompts", "2", "--alphas", "1,4", "--bon-ns", "2,4",
+                 "--methods", "sft,bon,args,tq,tq-indirect", "--coherence-model", "sft", "--out", str(out), *FAST]) == 0
     report = json.load(open(out / "eval.json"))
     assert set(report["methods"]) == {"sft", "bon", "args", "tq", "tq-indirect"}
     for row in report["methods"].values():
         assert {"gold_reward", "reward", "kl", "diversity", "coherence", "win_rate_vs_sft", "tokens_per_s"} <= set(row)
+        for key in ("gold_reward", "kl", "win_rate_vs_sft", "coherence"):
+            assert row["ci"][key][0] <= row[key] <= row["ci"][key][1]
     assert report["methods"]["sft"]["win_rate_vs_sft"] == 0.5
     assert report["matched_compute"]["bon_n"] == round((2 * 3 * 1 * 3 + 3) / 2)
-    assert sorted(a for a, _, _ in report["frontier"]["tq"]) == [1.0, 4.0]
+    assert (report["prompts"], report["validation_prompts"]) == (2, 2)
+    assert sorted(p["value"] for p in report["frontier"]["tq"]) == [1.0, 4.0]
+    assert [p["value"] for p in report["frontier"]["bon"]] == [2, 4]
+    for name, param, values in (("tq", "alpha", (1.0, 4.0)), ("args", "alpha", (1.0, 4.0)), ("bon", "N", (2, 4))):
+        pick = report["selected"][name]
+        assert pick["param"] == param and pick["value"] in values
+        val = {v["value"]: v["gold_reward"] for v in report["validation"][name]}
+        assert pick["validation"] == max(val.values())
+        test_point = next(p for p in report["frontier"][name] if p["value"] == pick["value"])
+        assert pick["test"]["gold_reward"] == test_point["gold_reward"]
+    assert {(t["a"], t["b"]) for t in report["paired"]} >= {("tq", "sft"), ("tq", "bon"), ("tq", "tq-indirect")}
+    assert report["coherence"]["kind"] == "stand-in"
     assert (out / "frontier.png").stat().st_size > 1000
-    assert "| tq-indirect |" in (out / "eval.md").read_text()
+    md = (out / "eval.md").read_text()
+    assert "| tq-indirect |" in md and "coherence (SFT stand-in)" in md and "(val) |" in md
+    assert "TQ* against each method on gold r" in md
+
+
+def test_eval_coherence_from_a_sentence_encoder(world_dir, tmp_path):
+    from tests import bert_models
+
+    encoder = bert_models.save(bert_models.build(seed=0), tmp_path / "encoder", pooling="cls")
+    out = tmp_path / "e"
+    assert main(["eval", "--checkpoints", str(world_dir), "--n-prompts", "2", "--methods", "sft,tq",
+                 "--coherence-model", encoder, "--out", str(out), *FAST]) == 0
+    report = json.load(open(out / "eval.json"))
+    assert report["coherence"]["kind"] == "sentence encoder" and report["coherence"]["pooling"] == "cls"
+    assert report["validation_prompts"] == 0 and report["selected"] == {}
+    assert all(-1 <= row["coherence"] <= 1 for row in report["methods"].values())
+    assert "stand-in" not in (out / "eval.md").read_text()
 
 
 def test_eval_on_the_shipped_checkpoints(tmp_path):
@@ -115,6 +144,17 @@ def test_unknown_method_and_flag_values(world_dir, tmp_path, capsys):
     assert "unknown method(s) ['magic']" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["decode", "--k", "ten"])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--bon-ns", "0,4"], "--bon-ns must be finite numbers >= 1"),
+    (["--alphas", "1,x"], "--alphas must be comma-separated numbers"),
+    (["--val-prompts", "-1"], "--val-prompts must be >= 0"),
+    (["--coherence-model", "sft", "--coherence-pooling", "cls"], "--coherence-pooling needs --coherence-model DIR"),
+])
+def test_bad_eval_flags(world_dir, tmp_path, capsys, flags, message):
+    assert main(["eval", "--checkpoints", str(world_dir), "--out", str(tmp_path / "e"), *flags, *FAST]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "e" / "eval.json").exists()
 
 
 def test_eval_refuses_to_overwrite(world_dir, tmp_path, capsys):

@@ -11,7 +11,8 @@ from tqdm.auto import tqdm
 
 from tqjax.api.decode import TQParams, decode
 from tqjax.decoding.config import DecodeConfig
-from tqjax.eval.metrics import coherence, diversity, win_rates
+from tqjax.eval.metrics import diversity, win_indicators
+from tqjax.eval.stats import bootstrap_ci
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,36 +76,95 @@ def run(method: Method, prompts: list, batch_size: int, gold: Callable[[str, str
     return result
 
 
-def summarise(results: dict, sft_model, prompt_ids: list, reference: str = "sft") -> dict:
-    """Per method: mean gold reward, RM reward, KL, diversity, coherence, win rates, tokens/s."""
+def prompt_metrics(r: dict, coherence_P, reference: dict | None = None) -> dict[str, np.ndarray]:
+    """Per-prompt arrays ``[P]`` of one method's `run` result: the unit of every mean and interval.
+
+    gold_reward (when the task has a gold reward), reward (the target RM), kl, diversity,
+    coherence (``coherence_P``), length (tokens), and with a ``reference`` result the per-prompt
+    win (tie ½) and win-tie indicators on gold r.
+    """
+    out = dict(reward=np.asarray(r["rewards"], np.float64), kl=np.asarray(r["kl"], np.float64),
+               diversity=np.array([diversity((t or "").split()) for t in r["texts"]], np.float64),
+               coherence=np.asarray(coherence_P, np.float64),
+               length=np.array([len(t) for t in r["tokens"]], np.float64))
+    if "gold" in r:
+        out["gold_reward"] = np.asarray(r["gold"], np.float64)
+        if reference is not None and "gold" in reference:
+            out["win_rate_vs_sft"], out["win_tie_rate_vs_sft"] = win_indicators(r["gold"], reference["gold"])
+    return out
+
+
+def _mean(v: np.ndarray) -> float:
+    v = v[~np.isnan(v)]
+    return float(v.mean()) if v.size else float("nan")
+
+
+def describe(metrics: dict, seed: int = 0) -> dict:
+    """The mean of every per-prompt metric, and under ``"ci"`` its bootstrap 95% interval over prompts."""
+    row = {name: _mean(v) for name, v in metrics.items()}
+    row["ci"] = {name: list(bootstrap_ci(v, seed=seed)) for name, v in metrics.items()}
+    return row
+
+
+def summarise(results: dict, coherence: Callable[[dict], np.ndarray], reference: str = "sft", seed: int = 0) -> dict:
+    """Per method: means with 95% intervals (`describe`), tokens/s and seconds.
+
+    ``coherence(result)`` gives the per-prompt coherence of one `run` result.
+    """
     ref = results.get(reference)
-    table = {}
-    for name, r in results.items():
-        n_tokens = sum(len(t) for t in r["tokens"])
-        words = [(t or "").split() for t in r["texts"]]
-        row = dict(reward=float(np.nanmean(r["rewards"])), kl=float(np.mean(r["kl"])),
-                   diversity=float(np.mean([diversity(w) for w in words])),
-                   coherence=float(np.mean(coherence(sft_model, prompt_ids, r["tokens"]))),
-                   length=n_tokens / len(r["tokens"]), tokens_per_s=n_tokens / r["seconds"], seconds=r["seconds"])
-        if "gold" in r:
-            row["gold_reward"] = float(np.mean(r["gold"]))
-            if ref is not None and "gold" in ref:
-                row["win_rate_vs_sft"], row["win_tie_rate_vs_sft"] = win_rates(r["gold"], ref["gold"])
-        table[name] = row
-    return table
+    return {name: summary_row(r, coherence(r), ref, seed) for name, r in results.items()}
 
 
-COLUMNS = [("gold_reward", "gold r", "{:+.3f}"), ("reward", "RM reward", "{:+.3f}"), ("kl", "KL", "{:.2f}"),
-           ("win_rate_vs_sft", "win vs SFT (gold)", "{:.0%}"), ("diversity", "diversity", "{:.3f}"),
-           ("coherence", "coherence*", "{:.3f}"), ("length", "tokens", "{:.1f}"), ("tokens_per_s", "tokens/s", "{:.1f}")]
+def summary_row(r: dict, coherence_P, reference: dict | None = None, seed: int = 0) -> dict:
+    """One `run` result's means with 95% intervals (`describe`), tokens/s and seconds."""
+    row = describe(prompt_metrics(r, coherence_P, reference), seed)
+    row.update(tokens_per_s=sum(len(t) for t in r["tokens"]) / r["seconds"], seconds=r["seconds"])
+    return row
 
 
-def markdown_table(table: dict) -> str:
-    """The summary as a Markdown table (* coherence: SFT hidden-state cosine, see metrics.coherence)."""
-    head = "| method | " + " | ".join(label for _, label, _ in COLUMNS) + " |"
-    rule = "| --- |" + " ---: |" * len(COLUMNS)
-    rows = [head, rule]
+COLUMNS = [("gold_reward", "gold r", "{:+.2f}"), ("reward", "RM reward", "{:+.2f}"), ("kl", "KL", "{:.1f}"),
+           ("win_rate_vs_sft", "win vs SFT (gold)", "{:.0%}"), ("diversity", "diversity", "{:.2f}"),
+           ("coherence", "coherence", "{:.2f}"), ("length", "tokens", "{:.1f}"), ("tokens_per_s", "tokens/s", "{:.1f}")]
+
+
+def _cell(row: dict, key: str, fmt: str) -> str:
+    value = row.get(key)
+    if value is None or value != value:
+        return "–"
+    lo, hi = (row.get("ci") or {}).get(key, (None, None))
+    if lo is None or lo != lo:
+        return fmt.format(value)
+    return f"{fmt.format(value)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
+def selected_name(method: str, pick: dict) -> str:
+    """The row name of a method at its validation-chosen value, e.g. ``tq @ α=2 (val)``."""
+    symbol = "α" if pick["param"] == "alpha" else pick["param"]
+    return f"{method} @ {symbol}={pick['value']:g} (val)"
+
+
+def markdown_table(table: dict, selected: dict | None = None, coherence_label: str = "coherence") -> str:
+    """The summary as a Markdown table, each mean with its [95% interval].
+
+    ``selected``: method -> {"param", "value", "test": row} (`tqjax.eval.select.select`); each such
+    row follows its method's fixed-config row, named by `selected_name`.
+    """
+    labels = [coherence_label if key == "coherence" else label for key, label, _ in COLUMNS]
+    rows = ["| method | " + " | ".join(labels) + " |", "| --- |" + " ---: |" * len(COLUMNS)]
     for name, row in table.items():
-        cells = [fmt.format(row[key]) if key in row and row[key] == row[key] else "–" for key, _, fmt in COLUMNS]
-        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+        rows.append(f"| {name} | " + " | ".join(_cell(row, key, fmt) for key, _, fmt in COLUMNS) + " |")
+        if selected and name in selected:
+            cells = [_cell(selected[name]["test"], key, fmt) for key, _, fmt in COLUMNS]
+            rows.append(f"| {selected_name(name, selected[name])} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def paired_markdown(paired: list[dict]) -> str:
+    """The paired tests ("A vs B" on gold r, `tqjax.eval.stats.paired_test`) as a Markdown table."""
+    rows = ["| A | B | mean gold r A − B [95% CI] | A better / tied / worse | p (sign-flip) |",
+            "| --- | --- | ---: | ---: | ---: |"]
+    for t in paired:
+        lo, hi = t["ci"]
+        rows.append(f"| {t['a']} | {t['b']} | {t['mean_diff']:+.2f} [{lo:+.2f}, {hi:+.2f}] | "
+                    f"{t['better']} / {t['tied']} / {t['worse']} | {t['p_value']:.3g} |")
     return "\n".join(rows)

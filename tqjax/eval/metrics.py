@@ -36,8 +36,8 @@ def _pad(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
 def coherence(sft, prompts: list[list[int]], responses: list[list[int]]) -> np.ndarray:
     """Cosine similarity of the mean-pooled SFT final hidden states of each prompt and its response.
 
-    This stands in for the SimCSE encoder of the ARGS/TQ* papers (no external encoder is shipped);
-    it is labelled "coherence (SFT hidden-state cosine)" wherever reported.
+    This stands in for the SimCSE encoder of the ARGS/TQ* papers when no sentence encoder is given
+    (`tqjax.eval.encoder` computes the real metric); `tqjax eval` labels it "coherence (SFT stand-in)".
     """
     model = sft.replace(tokenizer=None)
     p = np.asarray(_pooled(model, *map(jnp.asarray, _pad(prompts))))
@@ -45,11 +45,17 @@ def coherence(sft, prompts: list[list[int]], responses: list[list[int]]) -> np.n
     return (p * r).sum(-1) / np.maximum(np.linalg.norm(p, axis=-1) * np.linalg.norm(r, axis=-1), 1e-9)
 
 
+def win_indicators(scores: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per prompt ``[P]``: win (1, a tie ½, a loss 0) and win-tie (1 for a win or a tie) against ``reference``."""
+    scores, reference = np.asarray(scores, np.float64), np.asarray(reference, np.float64)
+    wins, ties = scores > reference + 1e-9, np.abs(scores - reference) <= 1e-9
+    return wins + 0.5 * ties, (wins | ties).astype(np.float64)
+
+
 def win_rates(scores: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     """(win rate, win-tie rate) of ``scores`` against ``reference``, prompt by prompt.
 
     Win rate counts a tie as half a win; win-tie counts it as a win (the papers' "win-tie").
     """
-    scores, reference = np.asarray(scores), np.asarray(reference)
-    wins, ties = (scores > reference + 1e-9).mean(), (np.abs(scores - reference) <= 1e-9).mean()
-    return float(wins + 0.5 * ties), float(wins + ties)
+    win, win_tie = win_indicators(scores, reference)
+    return float(win.mean()), float(win_tie.mean())
