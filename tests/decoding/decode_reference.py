@@ -53,6 +53,9 @@ class Fns:
         return np.asarray(tqjax.logits(model, tokens)[0, len(seq) - 1], np.float64)
 
     def score(self, role, seq):
+        """The reward of ``seq`` read as transformers reads it: the raw score at the rightmost
+        token that is not the reward model's ``pad_token_id`` (the last one if it has none, the
+        first one if every token is the pad id)."""
         model = getattr(self.params, role)
         self.calls += 1
         if hasattr(model, "next_logits"):
@@ -60,7 +63,10 @@ class Fns:
         T = self.pad_to or len(seq)
         tokens = np.zeros((1, T), np.int32)
         tokens[0, :len(seq)] = seq
-        return float(tqjax.reward(model, tokens, np.array([len(seq)]))[0])
+        raw = np.asarray(model.forward(tokens)[0], np.float64)
+        pad = model.config.pad_token_id
+        real = [i for i, t in enumerate(seq) if t != pad]
+        return float(raw[real[-1] if real else 0])
 
 
 def filter_np(logits, temperature, top_k, top_p):
@@ -93,7 +99,7 @@ def plain(fns, prompt, cfg, key, eos, role):
         logp_sft += lp_sft[tok]
         seq.append(tok)
         out.append(tok)
-        if tok == eos and not cfg.ignore_eos:
+        if tok in eos and not cfg.ignore_eos:
             break
     reward = fns.score("reward", seq) if fns.params.reward is not None else None
     return dict(tokens=out, reward=reward, logp_sft=logp_sft, kl=kl, log_ratio=ratio)
@@ -107,14 +113,14 @@ def rollout_value(fns, seq, z, cfg, key_c, eos, stats):
     rs, logws = [], []
     for m in range(M):
         roll = [z]
-        while len(roll) <= H and roll[-1] != eos:
+        while len(roll) <= H and roll[-1] not in eos:
             logits = fns.next_logits(role, seq + roll)
             if cfg.rollout_temperature == 0:
                 tok = int(np.argmax(logits))
             else:
                 tok = draw(fold(key_c, m, len(roll)), np.asarray(logits) / cfg.rollout_temperature)
             roll.append(tok)
-        stats["eos_rollouts"] += roll[-1] == eos
+        stats["eos_rollouts"] += roll[-1] in eos
         r = fns.score("reward", seq + roll)
         if cfg.transfer == "indirect":
             if fns.params.baseline_reward is not None:
@@ -166,16 +172,27 @@ def tq(fns, prompt, cfg, key, eos, stats):
         logp_sft += lp_sft[tok]
         seq.append(tok)
         out.append(tok)
-        if tok == eos and not cfg.ignore_eos:
+        if tok in eos and not cfg.ignore_eos:
             break
     return dict(tokens=out, reward=fns.score("reward", seq), logp_sft=logp_sft, kl=kl,
                 log_ratio=ratio, rank=ranks, q=qs)
 
 
+def stop_set(params, cfg):
+    """Every id that ends a row or a rollout: the policies' EOS ids (the baseline's when it is
+    used) and the config's extra stop ids."""
+    ids = set(params.sft.stop_token_ids) | set(cfg.stop_token_ids)
+    uses_baseline = cfg.method in ("tq", "baseline") or (cfg.method in ("cd", "args", "bon")
+                                                         and cfg.proposal == "baseline")
+    if uses_baseline and params.baseline is not None:
+        ids |= set(params.baseline.stop_token_ids)
+    return ids
+
+
 def decode(params, prompts, cfg, pad_to=None):
     """Per prompt dicts: tokens, reward, logp_sft, kl, log_ratio (+ rank, q for tq/cd/args)."""
     fns = Fns(params, pad_to)
-    eos = getattr(params.sft, "eos_token_id", None)
+    eos = stop_set(params, cfg)
     stats = dict(eos_rollouts=0, fallbacks=0, nonfinite=0)
     results = []
     for i, prompt in enumerate(prompts):

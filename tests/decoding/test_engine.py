@@ -167,7 +167,7 @@ def _rollout_temp_bytes(params, k, B, S, horizon=4):
     keys_B = jax.random.split(jax.random.key(0), B)
 
     def values(models, caches, logp, cand_BC, keys_B, sweep):
-        return tq.candidate_values(models, caches, logp, cand_BC, keys_B, sweep, config, eos=2)
+        return tq.candidate_values(models, caches, logp, cand_BC, keys_B, sweep, config, stop=(2,))
 
     lowered = jax.jit(values).lower(models, caches, logp, cand_BC, keys_B, engine.as_sweep(config))
     return lowered.compile().memory_analysis().temp_size_in_bytes

@@ -27,7 +27,7 @@ def released_decode(fns, prompt, k, H, alpha, max_new, eos, indirect):
         for z in cand:
             roll = [int(z)]
             for _ in range(H):
-                if roll[-1] == eos:
+                if roll[-1] in eos:
                     break
                 roll.append(int(np.argmax(fns.next_logits("baseline", seq + roll))))
             r2 = fns.score("reward", seq + roll)
@@ -45,9 +45,11 @@ def test_released_code_mode(tiny, prompts, transfer):
     arch, params, rbl = tiny
     if arch != "llama":
         pytest.skip("one architecture is enough here")
-    eos = params.sft.eos_token_id
-    if transfer == "indirect":   # the released code loads the same checkpoint twice
-        params = TQParams(params.sft, params.baseline, params.reward, params.reward)
+    eos = set(params.sft.stop_token_ids)
+    if transfer == "indirect":
+        # The released code loads one checkpoint twice, which makes every weight
+        # exp((r - r_BL)/β) = 1; two different reward models test the weight itself.
+        params = TQParams(params.sft, params.baseline, params.reward, rbl)
     out = decode(params, prompts, RELEASED.replace(transfer=transfer))
     fns = ref.Fns(params, pad_to=32)
     for i, prompt in enumerate(prompts):

@@ -91,6 +91,9 @@ def _check_models(params, config):
         listing = ", ".join(f"{role}={size}" for role, size in vocabs.items())
         raise ValueError(f"the models' vocabularies differ ({listing}); the fused decoder needs "
                          f"one tokenizer shared by all models")
+    outside = [i for i in config.stop_token_ids if i >= vocabs["sft"]]
+    if outside:
+        raise ValueError(f"stop_token_ids {outside} are outside the vocabulary (size {vocabs['sft']})")
     if config.method in ROLLOUT_METHODS and config.k > vocabs["sft"]:
         raise ValueError(f"k={config.k} is larger than the vocabulary ({vocabs['sft']})")
     return models

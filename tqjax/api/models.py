@@ -13,6 +13,7 @@ from tqjax.io.checkpoint import read_config
 from tqjax.io.hf import check_folder
 from tqjax.parallel import param_shardings
 from tqjax.models import Model
+from tqjax.models.model import read_index
 
 
 def load(path: str, dtype=None, shardings=None, mesh=None) -> Model:
@@ -67,13 +68,26 @@ def logits(model: Model, tokens_BT) -> jax.Array:
     return _forward(model.replace(tokenizer=None), _check_tokens(model, tokens_BT))
 
 
+@jax.jit
+def _reward(model: Model, tokens_BT, lengths_B):
+    scores_BT = model.forward(tokens_BT)
+    first_B = jnp.zeros(tokens_BT.shape[:1], jnp.int32)
+    idx_BT = read_index(tokens_BT, first_B, model.config.pad_token_id)
+    idx_B = jnp.take_along_axis(idx_BT, (lengths_B - 1)[:, None], axis=1)
+    return jnp.take_along_axis(scores_BT, idx_B, axis=1)[:, 0]
+
+
 def reward(model: Model, tokens_BT, lengths_B) -> jax.Array:
-    """float32 scores ``[B]`` of right-padded sequences, read at each row's last real token."""
+    """float32 scores ``[B]`` of right-padded sequences (row ``b`` is ``tokens_BT[b, :lengths_B[b]]``).
+
+    Read where transformers' ``*ForSequenceClassification`` reads them: at the rightmost token of
+    the row that is not the model's ``pad_token_id`` (the last token when it has none; the first
+    token when every token is the pad id).
+    """
     if model.kind != "reward":
         raise ValueError(f"reward() needs a reward model, got a {model.kind!r} model")
     tokens = _check_tokens(model, tokens_BT)
     lengths = np.asarray(lengths_B)
     if lengths.shape != (tokens.shape[0],) or lengths.min(initial=1) < 1 or lengths.max(initial=1) > tokens.shape[1]:
         raise ValueError(f"lengths_B must have shape ({tokens.shape[0]},) with values in [1, {tokens.shape[1]}], got {lengths.tolist()}")
-    scores_BT = _forward(model.replace(tokenizer=None), tokens)
-    return jnp.take_along_axis(scores_BT, jnp.asarray(lengths - 1, jnp.int32)[:, None], axis=1)[:, 0]
+    return _reward(model.replace(tokenizer=None), tokens, jnp.asarray(lengths, jnp.int32))

@@ -19,10 +19,22 @@ def add_decode_flags(p) -> None:
         flags = sorted({f"--{field.name.replace('_', '-')}", f"--{field.name}"})
         if field.type in (bool, "bool"):
             group.add_argument(*flags, dest=field.name, action="store_true", default=None)
+        elif str(field.type) == "tuple":
+            group.add_argument(*flags, dest=field.name, type=_int_list, default=None,
+                               metavar="ID,ID,...", help="comma-separated token ids")
         else:
             kind = {"int": int, "float": float, "str": str}.get(str(field.type), type(field.default))
             group.add_argument(*flags, dest=field.name, type=kind, default=None,
                                help=f"default {field.default!r}")
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    import argparse
+
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated token ids, got {text!r}") from None
 
 
 def decode_config(args, **defaults) -> DecodeConfig:

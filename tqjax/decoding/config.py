@@ -63,9 +63,11 @@ class DecodeConfig:
     rollout_temperature: 0 = greedy rollouts, else sample ρ_BL at this temperature.
     temperature, top_k, top_p: plain decoding (``sft``, ``baseline``) and best-of-N samples;
       temperature 0 is greedy, top_k 0 and top_p 1 are off.
-    n: samples for best-of-N. max_new_tokens: response budget. ignore_eos: committed rows do
-      not stop at EOS (the benchmark convention; rollouts still end at EOS, as in the released
-      code's ``generate``). seed: base of the per-prompt keys.
+    n: samples for best-of-N. max_new_tokens: response budget. stop_token_ids: ids that also end
+      rows and rollouts, besides the models' own stop sets (their ``eos_token_id``, from
+      ``generation_config.json`` when the folder has one). ignore_eos: committed rows do not stop
+      at a stop id (the benchmark convention; rollouts still end there, as in the released code's
+      ``generate``). seed: base of the per-prompt keys.
     diagnostics: also return per-step arrays (chosen rank, Q̂ of each candidate).
     candidate_chunk: evaluate the k candidates this many at a time (0: all at once); the result
       is the same, peak memory scales with the chunk (`tqjax.decoding.plan` picks it).
@@ -87,6 +89,7 @@ class DecodeConfig:
     top_p: float = 1.0
     n: int = 4
     max_new_tokens: int = 128
+    stop_token_ids: tuple = ()
     ignore_eos: bool = False
     seed: int = 0
     diagnostics: bool = False
@@ -113,6 +116,11 @@ class DecodeConfig:
         _check_float("top_p", self.top_p, 0.0, low_open=True)
         if self.top_p > 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        ids = self.stop_token_ids
+        if not isinstance(ids, (tuple, list)) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+            raise TypeError(f"stop_token_ids must be a tuple of non-negative int token ids, got {ids!r}")
+        object.__setattr__(self, "stop_token_ids", tuple(sorted(set(ids))))
         for name in ("ignore_eos", "diagnostics"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")

@@ -2,7 +2,7 @@
 
 Each step chooses one token per row (`tq.tq_step` for ``tq``/``cd``/``args``, `plain_step` for
 ``sft``/``baseline``/``bon`` samples), then commits it to every model's cache with ``append``: the
-committed prefix is never re-encoded. Rows stop at EOS (unless ``ignore_eos``) or after
+committed prefix is never re-encoded. Rows stop at any id of the stop set (unless ``ignore_eos``) or after
 ``max_new_tokens``; a finished row appends padding and nothing about it changes any more. The loop
 exits as soon as every row is done.
 """
@@ -42,9 +42,13 @@ def active_roles(params, config) -> tuple[str, ...]:
     return tuple(roles)
 
 
-def eos_id(params):
-    """The SFT model's EOS id (None: rows and rollouts never stop early)."""
-    return getattr(params.sft, "eos_token_id", None)
+def stop_ids(params, config) -> tuple[int, ...]:
+    """The stop set (static): the decoding models' own (the SFT model's, and the baseline's when
+    it decodes or rolls out) and ``config.stop_token_ids``; empty: rows never stop early."""
+    ids = set(params.sft.stop_token_ids) | set(config.stop_token_ids)
+    if "baseline" in active_roles(params, config):
+        ids |= set(params.baseline.stop_token_ids)
+    return tuple(sorted(ids))
 
 
 def plain_step(outs, step_keys_B, sweep, config):
@@ -71,8 +75,7 @@ def generate(params, tokens_BT, start_B, keys_B, live_B, sweep, config) -> Decod
     N = config.max_new_tokens
     roles = active_roles(params, config)
     models = {role: getattr(params, role) for role in roles}
-    eos = eos_id(params)
-    stop = None if config.ignore_eos else eos    # rollouts stop at EOS even with ignore_eos
+    stop = stop_ids(params, config)    # rollouts stop at it even with ignore_eos
     candidate_method = config.method in ROLLOUT_METHODS
 
     caches, outs = {}, {}
@@ -88,7 +91,7 @@ def generate(params, tokens_BT, start_B, keys_B, live_B, sweep, config) -> Decod
     def body(s: DecodeState):
         step_keys_B = sampler.step_key(keys_B, s.step)
         if candidate_method:
-            token_B, info = tq.tq_step(models, s.caches, s.outs, step_keys_B, sweep, config, eos)
+            token_B, info = tq.tq_step(models, s.caches, s.outs, step_keys_B, sweep, config, stop)
         else:
             token_B, info = plain_step(s.outs, step_keys_B, sweep, config)
         live_B = ~s.done_B
@@ -120,8 +123,8 @@ def generate(params, tokens_BT, start_B, keys_B, live_B, sweep, config) -> Decod
                 changes["q_BNC"] = s.q_BNC.at[:, s.step].set(
                     jnp.where(live_B[:, None], info["q_BC"], jnp.nan))
         done_B = s.done_B
-        if stop is not None:
-            done_B = done_B | (live_B & (token_B == stop))
+        if not config.ignore_eos:
+            done_B = done_B | (live_B & tq.is_stop(token_B, stop))
         changes["done_B"] = done_B
         return dataclasses.replace(s, **changes)
 

@@ -13,8 +13,9 @@ Per candidate ``z`` and rollout, with ``R`` the rollout model (ρ_BL for ``tq``,
   ``τ_1..τ_H``: greedy when ``rollout_temperature == 0``, else sampled at that temperature, each
   draw with key ``fold_in(fold_in(fold_in(step_key, 1 + c), m), h)``;
 - the reward model then reads ``z, τ_1..τ_H`` (H+1 tokens) in one pass (``forward_suffix``:
-  the same outputs as H+1 extends, with larger matmuls); the rollout's reward ``r`` is its score
-  at the last real token (EOS included, or ``τ_H``);
+  the same outputs as H+1 extends, with larger matmuls); the rollout's reward ``r`` is its output
+  at the rollout's last token (the first stop id, or ``τ_H``), which the reward model reads as
+  transformers would read ``[s, z, τ]`` (at its rightmost non-pad token, see `Model`);
 - indirect transfer also needs ``r_BL``: the ``baseline_reward`` model's score of the same tokens,
   or the implicit ``β·(log ρ_BL(z,τ) − log π_sft(z,τ))`` (then π_sft reads the suffix too).
 
@@ -35,11 +36,19 @@ def _take(x_BV, token_B):
     return jnp.take_along_axis(x_BV, token_B[:, None], axis=-1)[:, 0]
 
 
+def is_stop(tokens, stop: tuple[int, ...]):
+    """bool, the shape of ``tokens``: the token is in the (static) stop set."""
+    hit = jnp.zeros(tokens.shape, bool)
+    for i in stop:
+        hit = hit | (tokens == i)
+    return hit
+
+
 def rollout_role(config) -> str:
     return "baseline" if config.method == "tq" else "sft"
 
 
-def candidate_values(models, caches, logp, cand_BC, step_keys_B, sweep, config, eos):
+def candidate_values(models, caches, logp, cand_BC, step_keys_B, sweep, config, stop):
     """Q̂ of every candidate, ``[B, C]`` float32 (NaN/inf pass through; `select` handles them).
 
     ``models`` and ``caches`` map roles (``sft``, ``baseline``, ``reward``, ``baseline_reward``)
@@ -56,7 +65,7 @@ def candidate_values(models, caches, logp, cand_BC, step_keys_B, sweep, config, 
     beta = sweep["beta"]
 
     def is_eos(tok):
-        return jnp.zeros(tok.shape, bool) if eos is None else tok == eos
+        return is_stop(tok, stop)
 
     def propose(z_B, keys_B):
         """The rollout model's tokens ``[B, H+1]`` (``z, τ_1..τ_H``, PAD after an EOS), one at a
@@ -133,7 +142,7 @@ def candidate_values(models, caches, logp, cand_BC, step_keys_B, sweep, config, 
     return q_CB.T
 
 
-def tq_step(models, caches, outs, step_keys_B, sweep, config, eos):
+def tq_step(models, caches, outs, step_keys_B, sweep, config, stop):
     """Choose this step's token per row. Returns ``(token_B, info)``.
 
     ``info``: ``kl_B``, ``log_ratio_B``, ``bad_B`` (candidates with non-finite Q̂),
@@ -143,7 +152,7 @@ def tq_step(models, caches, outs, step_keys_B, sweep, config, eos):
             for role in ("sft", "baseline") if role in outs}
     prior_BV = logp["sft"] if config.proposal == "sft" else logp["baseline"]
     cand_BC, prior_BC = select_lib.candidates(prior_BV, config.k)
-    q_BC = candidate_values(models, caches, logp, cand_BC, step_keys_B, sweep, config, eos)
+    q_BC = candidate_values(models, caches, logp, cand_BC, step_keys_B, sweep, config, stop)
     sel = select_lib.select(cand_BC, prior_BC, q_BC, logp["sft"], sweep["alpha"],
                             sampler.draw_key(step_keys_B, 0), config.select == "greedy")
     logp_sft_BC = jnp.take_along_axis(logp["sft"], cand_BC, axis=-1)

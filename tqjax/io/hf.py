@@ -37,6 +37,25 @@ def read_hf_config(path: str) -> dict:
         raise CheckpointError(f"{file}: not valid JSON ({e})") from None
 
 
+def read_stop_ids(path: str, config: ModelConfig) -> ModelConfig:
+    """``config`` with the stop set that ``generate()`` uses: ``generation_config.json``'s
+    ``eos_token_id`` (an int or a list) when the folder has one, else ``config.json``'s."""
+    file = os.path.join(path, "generation_config.json")
+    if not os.path.isfile(file):
+        return config
+    try:
+        with open(file) as f:
+            ids = json.load(f).get("eos_token_id")
+    except (json.JSONDecodeError, AttributeError) as e:
+        raise CheckpointError(f"{file}: not a JSON object ({e})") from None
+    if ids is None:
+        return config
+    try:
+        return config.replace(eos_token_id=ids)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{file}: {e}") from None
+
+
 def weight_files(path: str) -> list[str]:
     """The safetensors files of a folder: one file or a sharded index, never leaving the folder."""
     single = os.path.join(path, "model.safetensors")
@@ -71,7 +90,7 @@ def weight_files(path: str) -> list[str]:
 def load_hf(path: str, dtype=None) -> tuple[ModelConfig, dict]:
     """Config and numpy parameter tree of a Hugging Face folder (``dtype`` casts, None keeps stored)."""
     check_folder(path)
-    config = config_from_hf(read_hf_config(path))
+    config = read_stop_ids(path, config_from_hf(read_hf_config(path)))
     tensors = {}
     for file in weight_files(path):
         for name, value in read_tensors(file).items():

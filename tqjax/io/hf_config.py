@@ -101,7 +101,8 @@ def config_from_hf(raw: dict) -> ModelConfig:
     if unknown:
         raise UnsupportedModelError(f"unhandled config field(s) for {model_type}: {', '.join(unknown)}")
     kind = _kind(raw)
-    tokens = {name: _token(raw, name) for name in ("bos_token_id", "eos_token_id", "pad_token_id")}
+    tokens = {name: _token(raw, name) for name in ("bos_token_id", "pad_token_id")}
+    tokens["eos_token_id"] = raw.get("eos_token_id")    # the whole list: every id stops
     if model_type == "gpt2":
         act = raw.get("activation_function", "gelu_new")
         return ModelConfig.gpt2(vocab_size=raw["vocab_size"], d_model=raw["n_embd"], n_layers=raw["n_layer"],

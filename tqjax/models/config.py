@@ -10,6 +10,21 @@ KINDS = ("lm", "reward")
 ACTIVATIONS = ("gelu", "gelu_new", "silu", "relu")
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def stop_set(name: str, ids) -> tuple[int, ...]:
+    """``None`` / an int / a list of ints as a sorted tuple of distinct ids (HF writes all three)."""
+    if ids is None:
+        return ()
+    if _is_int(ids):
+        return (ids,)
+    if isinstance(ids, (list, tuple)) and all(_is_int(i) for i in ids):
+        return tuple(sorted(set(ids)))
+    raise TypeError(f"{name} must be an int, a list of ints or None, got {ids!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Static description of a decoder. Passed to jitted code as a static argument.
@@ -17,6 +32,12 @@ class ModelConfig:
     ``arch`` picks the block layout: ``gpt2`` (learned positions, LayerNorm, GELU MLP),
     ``llama`` (RoPE, RMSNorm, gated SiLU MLP; also Mistral and Qwen2), ``neox`` (GPT-NeoX /
     Pythia: partial RoPE, LayerNorm, parallel or sequential residual).
+
+    ``eos_token_id`` is the stop set: every id in it ends a committed row and a rollout (from a
+    Hugging Face folder, ``generation_config.json``'s ``eos_token_id`` when there is one, else
+    ``config.json``'s). ``pad_token_id`` matters to a reward model: like transformers'
+    ``*ForSequenceClassification`` it reads a sequence's score at its rightmost token that is not
+    ``pad_token_id`` (at the last token when it is None).
     """
 
     arch: Literal["gpt2", "llama", "neox"]
@@ -40,7 +61,7 @@ class ModelConfig:
     parallel_residual: bool = False
     tie_embeddings: bool = False
     bos_token_id: int | None = None
-    eos_token_id: int | None = None
+    eos_token_id: tuple[int, ...] = ()  # the stop set; an int or a list is normalised to a tuple
     pad_token_id: int | None = None
 
     def __post_init__(self):
@@ -62,10 +83,14 @@ class ModelConfig:
             raise ValueError(f"rotary dims {rotary} (head_dim {self.head_dim} x {self.rope_fraction}) must be even and >= 2")
         if self.rope_scaling and self.rope_scaling[0] not in ("linear", "llama3"):
             raise ValueError(f"unsupported rope scaling {self.rope_scaling[0]!r}")
-        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        object.__setattr__(self, "eos_token_id", stop_set("eos_token_id", self.eos_token_id))
+        for name in ("bos_token_id", "pad_token_id"):
             value = getattr(self, name)
-            if value is not None and not 0 <= value < self.vocab_size:
-                raise ValueError(f"{name}={value} is outside the vocabulary of size {self.vocab_size}")
+            if value is not None and (not _is_int(value) or not 0 <= value < self.vocab_size):
+                raise ValueError(f"{name}={value!r} is not a token id of the vocabulary of size {self.vocab_size}")
+        outside = [i for i in self.eos_token_id if not 0 <= i < self.vocab_size]
+        if outside:
+            raise ValueError(f"eos_token_id {outside} is outside the vocabulary of size {self.vocab_size}")
 
     @property
     def rotary_dim(self) -> int:

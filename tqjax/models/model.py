@@ -21,7 +21,11 @@ class Model:
     """A loaded or initialised decoder. A pytree: ``params`` are leaves, the rest is static.
 
     ``kind`` is ``"lm"`` (heads give next-token logits ``[..., V]``) or ``"reward"`` (a scalar
-    score per position; the reward of a sequence is the score at its last real token).
+    score per position). A reward model's protocol outputs are already *read* the way
+    transformers' ``*ForSequenceClassification`` reads a sequence: the output at a token is the
+    raw score at the rightmost token up to it that is not ``config.pad_token_id`` (`read_index`),
+    so a sequence that ends in pad ids (a generated token equal to the pad id, or an EOS when
+    pad == EOS) is scored where transformers scores it.
     """
 
     params: dict
@@ -41,8 +45,17 @@ class Model:
         return self.config.max_positions
 
     @property
-    def eos_token_id(self) -> int | None:
+    def stop_token_ids(self) -> tuple[int, ...]:
         return self.config.eos_token_id
+
+    def _read(self, raw, tokens, prev_B):
+        """Protocol output and new ``read_B`` for one token per row: for a reward model the raw
+        score unless the token is the pad id, then the score read before it."""
+        pad = self.config.pad_token_id
+        if self.kind != "reward":
+            return raw, prev_B
+        out_B = raw if pad is None else jnp.where(tokens != pad, raw, prev_B)
+        return out_B, out_B
 
     @property
     def dtype(self):
@@ -87,8 +100,15 @@ class Model:
             return attend(q, [(k_BKTH, v_BKTH, mask_BTS)])
 
         h = transformer.hidden(self.config, self.params, tokens_BT, pos_BT, attn)
-        out = transformer.head(self.config, self.params, h[:, -1:])[:, 0]
-        return out, KVCache(k=tuple(ks), v=tuple(vs), start_B=start_B, length=jnp.asarray(T, jnp.int32))
+        if self.kind == "reward":
+            scores_BT = transformer.head(self.config, self.params, h)
+            idx_B = read_index(tokens_BT, start_B, self.config.pad_token_id)[:, -1]
+            out = read_B = jnp.take_along_axis(scores_BT, idx_B[:, None], axis=1)[:, 0]
+        else:
+            out = transformer.head(self.config, self.params, h[:, -1:])[:, 0]
+            read_B = cache.read_B
+        return out, KVCache(k=tuple(ks), v=tuple(vs), start_B=start_B,
+                            length=jnp.asarray(T, jnp.int32), read_B=read_B)
 
     def append(self, tokens_B: Array, cache: KVCache) -> tuple[Array, KVCache]:
         """Commit one token per row at slot ``cache.length``."""
@@ -104,8 +124,8 @@ class Model:
             return attend(q, [(ks[layer], vs[layer], mask_B1S)])
 
         h = transformer.hidden(self.config, self.params, tokens_B[:, None], pos_B1, attn)
-        out = transformer.head(self.config, self.params, h)[:, 0]
-        return out, cache.replace(k=tuple(ks), v=tuple(vs), length=slot + 1)
+        out, read_B = self._read(transformer.head(self.config, self.params, h)[:, 0], tokens_B, cache.read_B)
+        return out, cache.replace(k=tuple(ks), v=tuple(vs), length=slot + 1, read_B=read_B)
 
     def init_suffix(self, cache: KVCache, length: int) -> Suffix:
         return empty_suffix(cache, length)
@@ -125,8 +145,8 @@ class Model:
             return attend(q, [(cache.k[layer], cache.v[layer], prefix_B1S), (ks[layer], vs[layer], own_B1U)])
 
         h = transformer.hidden(self.config, self.params, tokens_B[:, None], pos_B1, attn)
-        out = transformer.head(self.config, self.params, h)[:, 0]
-        return out, Suffix(k=tuple(ks), v=tuple(vs), length=u + 1)
+        out, read_B = self._read(transformer.head(self.config, self.params, h)[:, 0], tokens_B, suffix.read_B)
+        return out, Suffix(k=tuple(ks), v=tuple(vs), length=u + 1, read_B=read_B)
 
     def forward_suffix(self, tokens_BU: Array, cache: KVCache) -> Array:
         """Head output at every token of a whole suffix ``[B, U]`` at once (causal within it).
@@ -144,7 +164,28 @@ class Model:
             return attend(q, [(cache.k[layer], cache.v[layer], prefix_B1S), own])
 
         h = transformer.hidden(self.config, self.params, tokens_BU, pos_BU, attn)
-        return transformer.head(self.config, self.params, h)
+        out_BU = transformer.head(self.config, self.params, h)
+        pad = self.config.pad_token_id
+        if self.kind != "reward" or pad is None:
+            return out_BU
+        idx_BU = jax.lax.cummax(jnp.where(tokens_BU != pad, jnp.arange(U)[None], -1), axis=1)
+        read_BU = jnp.take_along_axis(out_BU, jnp.maximum(idx_BU, 0), axis=1)
+        return jnp.where(idx_BU >= 0, read_BU, cache.read_B[:, None])
+
+
+def read_index(tokens_BT: Array, first_B: Array, pad_id: int | None) -> Array:
+    """``[B, T]`` int32: where transformers reads the score of the sequence ending at each slot.
+
+    That is the rightmost slot ``s`` in ``[first_B, t]`` whose token is not ``pad_id`` (every real
+    token when ``pad_id`` is None), or ``first_B`` when there is none: transformers takes
+    ``argmax(index · (ids != pad))``, which is 0, the first token, for an all-pad sequence.
+    """
+    t_T = jnp.arange(tokens_BT.shape[1])
+    real_BT = t_T[None] >= first_B[:, None]
+    if pad_id is not None:
+        real_BT = real_BT & (tokens_BT != pad_id)
+    idx_BT = jax.lax.cummax(jnp.where(real_BT, t_T[None], -1), axis=1)
+    return jnp.where(idx_BT >= 0, idx_BT, first_B[:, None]).astype(jnp.int32)
 
 
 def init_model(config: ModelConfig, key: Array, dtype=jnp.float32, tokenizer=None) -> Model:

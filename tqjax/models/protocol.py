@@ -11,7 +11,8 @@ Layout conventions (shared by every implementation):
   padded to the same right edge, ``append`` writes all rows at one shared slot, ``cache.length``.
 - ``out`` is what the model's head reads at the position just processed: float32 next-token
   logits ``[..., V]`` for ``kind == "lm"``, or a float32 score ``[...]`` for ``kind == "reward"``
-  (the reward of the sequence ending at that token).
+  (the reward of the sequence ending at that token, read where the reward model itself reads a
+  sequence: for a transformers ``*ForSequenceClassification``, its rightmost non-pad token).
 - A *suffix* is the private continuation of one rollout per batch row. ``extend`` processes one
   token of it, attending to the shared committed prefix in ``cache`` (read, never copied) and to
   the suffix's own earlier tokens. The engine ``vmap``s ``extend`` over candidates and rollouts
@@ -34,6 +35,7 @@ class DecodeModel(Protocol):
     kind: str            # "lm" or "reward"
     vocab_size: int
     max_length: int      # context length (positions)
+    stop_token_ids: tuple[int, ...]   # ids that end a sequence (may be empty)
 
     def init_cache(self, batch: int, length: int) -> Any:
         """An empty committed-sequence cache for ``batch`` rows and ``length`` slots."""

@@ -52,6 +52,10 @@ class ToyModel:
         return self.table.shape[0]
 
     @property
+    def stop_token_ids(self) -> tuple[int, ...]:
+        return () if self.eos_token_id is None else (self.eos_token_id,)
+
+    @property
     def n_states(self) -> int:
         return self.table.shape[1]
 

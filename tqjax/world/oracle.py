@@ -44,6 +44,10 @@ class GoldRewardModel:
     tokenizer: object = dataclasses.field(default=None, metadata=dict(static=True))
     eos_token_id: int | None = dataclasses.field(default=None, metadata=dict(static=True))
 
+    @property
+    def stop_token_ids(self) -> tuple[int, ...]:
+        return () if self.eos_token_id is None else (self.eos_token_id,)
+
     def _score(self, tokens_BT, start_B, prompt_B, end):
         return gold_reward_jax(self.tables, tokens_BT, end - start_B, prompt_B, start_B)
 
