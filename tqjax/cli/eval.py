@@ -109,6 +109,7 @@ def _coherence(args, sft, prompts):
     """(result -> per-prompt coherence, a description of what it measures)."""
     import numpy as np
 
+    from tqjax.api.decode import prompt_ids
     from tqjax.eval.encoder import cosine, sentence_embeddings
     from tqjax.eval.metrics import coherence as stand_in
     from tqjax.io.minilm import NAME, REVISION, load_packaged_minilm, packaged_minilm
@@ -118,7 +119,7 @@ def _coherence(args, sft, prompts):
     if choice == "sft" or (choice == "auto" and packaged is None):
         if args.coherence_pooling:
             raise ValueError("--coherence-pooling needs --coherence-model DIR")
-        ids = [p if not isinstance(p, str) else sft.tokenizer.encode(p) for p in prompts]
+        ids = [prompt_ids(sft.tokenizer, p, i).tolist() for i, p in enumerate(prompts)]
         info = dict(kind="stand-in", label="coherence (SFT stand-in)",
                     encoder="mean-pooled final hidden states of the SFT model (a stand-in, not a sentence encoder; "
                             "the papers use SimCSE: pass --coherence-model or install tqjax[coherence])")
@@ -133,7 +134,9 @@ def _coherence(args, sft, prompts):
         encoder = load_bert(choice, pooling=args.coherence_pooling)
         info = dict(kind="sentence encoder", label="coherence", encoder=os.path.abspath(choice))
     info.update(pooling=encoder.pooling, max_length=encoder.max_length)
-    texts = [p if isinstance(p, str) else sft.tokenizer.decode(p) for p in prompts]
+    texts = [p if isinstance(p, str) else sft.tokenizer.decode(prompt_ids(sft.tokenizer, p, i),
+                                                                skip_special_tokens=True)
+             for i, p in enumerate(prompts)]
     prompt_BD = sentence_embeddings(encoder, texts)
 
     def score(r):
