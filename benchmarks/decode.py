@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tqjax.api.decode import TQParams, prepare
-from tqjax.decoding import DecodeConfig, engine
+from tqjax.decoding import DecodeConfig, Knobs, engine, plan_for
 from tqjax.models import ModelConfig, init_model
 
 
@@ -74,7 +74,7 @@ def main():
         arrays, _ = prepare(params, prompts, config)
         lowered = engine.decode_arrays.lower(params, arrays["tokens_BT"], arrays["start_B"],
                                              arrays["keys_B"], arrays["live_B"],
-                                             engine.as_sweep(config), config=config.static())
+                                             Knobs.from_config(config), plan=plan_for(params, config))
         return lowered.compile(), arrays
 
     for B in args.batches:
@@ -83,7 +83,7 @@ def main():
         compile_s = time.perf_counter() - t
         run = lambda: jax.block_until_ready(program(params, arrays["tokens_BT"], arrays["start_B"],
                                                     arrays["keys_B"], arrays["live_B"],
-                                                    engine.as_sweep(config)))
+                                                    Knobs.from_config(config)))
         run()
         t = time.perf_counter()
         run()

@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tqjax  # noqa: E402
 from reference_torch import random_hf_model, tq_authors_style, tq_batched  # noqa: E402
 from tqjax.api.decode import TQParams, prepare  # noqa: E402
-from tqjax.decoding import DecodeConfig, engine  # noqa: E402
+from tqjax.decoding import DecodeConfig, Knobs, engine, plan_for  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,10 +165,10 @@ class TqjaxRunner:
         config = decode_config(s)
         arrays, _ = prepare(params, prompts, config)
         self.args = (params, arrays["tokens_BT"], arrays["start_B"], arrays["keys_B"], arrays["live_B"],
-                     engine.as_sweep(config))
-        self.static, self.P, self.N = config.static(), len(prompts), s.new_tokens
+                     Knobs.from_config(config))
+        self.plan, self.P, self.N = plan_for(params, config), len(prompts), s.new_tokens
         t = time.perf_counter()
-        self.compiled = engine.decode_arrays.lower(*self.args, config=self.static).compile()
+        self.compiled = engine.decode_arrays.lower(*self.args, plan=self.plan).compile()
         self.compile_s = time.perf_counter() - t
         mem = self.compiled.memory_analysis()
         self.compiled_mib = None if mem is None else (

@@ -121,7 +121,7 @@ def test_decode_values_match_transformers(tmp_path, case, method):
     out = tqjax.decode(params, PROMPTS, config)
     hf = hf_reference.HF(**hfs)
     for i, prompt in enumerate(PROMPTS):
-        tokens, qs, r = hf_reference.tq(hf, prompt, config.k, config.effective_horizon,
+        tokens, qs, r = hf_reference.tq(hf, prompt, config.k, 0 if method == "args" else config.horizon,
                                         config.alpha, config.max_new_tokens, {eos})
         assert out.tokens[i] == tokens, f"prompt {i}"
         np.testing.assert_allclose(out.diagnostics["q"][i], np.array(qs), atol=1e-4)

@@ -13,7 +13,7 @@ import pytest
 
 from tests.decoding.decode_helpers import transformer_params
 from tqjax.api.decode import TQParams, decode, prepare
-from tqjax.decoding import DecodeConfig, engine, tq
+from tqjax.decoding import DecodeConfig, DecodePlan, Knobs, engine, tq
 from tqjax.models import ModelConfig, init_model, toy
 
 TOY_PROMPTS = [[0, 1, 2], [3], [2, 2, 0, 1, 3, 0]]
@@ -83,7 +83,7 @@ def test_transformer_padding_and_batch_independence(tiny, prompts):
 def test_sweeps_and_bucketed_shapes_do_not_retrace(toys, monkeypatch):
     params, _ = toys
     counted = jax.jit(chex.assert_max_traces(engine._decode_arrays, n=1),
-                      static_argnames=("config",))
+                      static_argnames=("plan",))
     monkeypatch.setattr(engine, "decode_arrays", counted)
     base = SAMPLED.replace(transfer="indirect", rollout_temperature=1.0)
     for config, prompts in [
@@ -166,10 +166,11 @@ def _rollout_temp_bytes(params, k, B, S, horizon=4):
     cand_BC = jnp.zeros((B, k), jnp.int32)
     keys_B = jax.random.split(jax.random.key(0), B)
 
-    def values(models, caches, logp, cand_BC, keys_B, sweep):
-        return tq.candidate_values(models, caches, logp, cand_BC, keys_B, sweep, config, stop=(2,))
+    def values(models, caches, logp, cand_BC, keys_B, knobs):
+        return tq.candidate_values(models, caches, logp, cand_BC, keys_B, knobs, plan)
 
-    lowered = jax.jit(values).lower(models, caches, logp, cand_BC, keys_B, engine.as_sweep(config))
+    plan = DecodePlan.build(config, models, stop_ids=(2,))
+    lowered = jax.jit(values).lower(models, caches, logp, cand_BC, keys_B, Knobs.from_config(config))
     return lowered.compile().memory_analysis().temp_size_in_bytes
 
 

@@ -9,7 +9,7 @@ import pytest
 import tqjax
 from tqjax.api.decode import prepare
 from tqjax.cli.main import main
-from tqjax.decoding import engine
+from tqjax.decoding import Knobs, engine, plan_for
 from tqjax.models import ModelConfig, init_model
 from tqjax.decoding.plan import PlanError, largest_batch, parse_bytes, pick_batch_size, plan
 
@@ -28,8 +28,8 @@ def params():
 def compiled_bytes(params, config):
     arrays, _ = prepare(params, [[5] * T] * B, config)
     compiled = engine.decode_arrays.lower(params, arrays["tokens_BT"], arrays["start_B"], arrays["keys_B"],
-                                          arrays["live_B"], engine.as_sweep(config),
-                                          config=config.static()).compile()
+                                          arrays["live_B"], Knobs.from_config(config),
+                                          plan=plan_for(params, config)).compile()
     m = compiled.memory_analysis()
     return m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
 

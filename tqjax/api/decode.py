@@ -16,12 +16,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from tqjax.decoding import engine
-from tqjax.decoding.config import ROLLOUT_METHODS, DecodeConfig
-from tqjax.decoding.loop import active_roles
+from tqjax.decoding.config import DecodeConfig
+from tqjax.decoding.decode_plan import ROLE_KINDS, DecodePlan, Knobs, plan_for
+from tqjax.models.protocol import check_protocol
 from tqjax.io.chat import has_chat_template, is_messages, render_chat
 
 MIN_BUCKET = 8    # shortest prompt bucket
-ROLE_KINDS = dict(sft="lm", baseline="lm", reward="reward", baseline_reward="reward")
 
 
 @jax.tree_util.register_dataclass
@@ -61,31 +61,17 @@ def _pow2(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
 
 
-def _required(config: DecodeConfig) -> tuple[str, ...]:
-    need = ["sft"]
-    if config.method in ("tq", "baseline") or (config.method in ("cd", "args", "bon")
-                                               and config.proposal == "baseline"):
-        need.append("baseline")
-    if config.method in ROLLOUT_METHODS or config.method == "bon":
-        need.append("reward")
-    return tuple(need)
-
-
-def _check_models(params, config):
+def _check_models(params, config) -> tuple[dict, DecodePlan]:
+    """The given models (each checked against the protocol and its role) and the plan."""
     if not isinstance(params, TQParams):
         raise TypeError(f"params must be a tqjax.TQParams, got {type(params).__name__}")
-    if config.transfer == "indirect" and params.baseline is None:
-        raise ValueError("transfer='indirect' needs a baseline model (rollouts and, without a "
-                         "baseline_reward model, the implicit reward β·(log ρ_BL − log π_sft))")
-    for role in _required(config):
-        if getattr(params, role) is None:
-            raise ValueError(f"method={config.method!r} (proposal={config.proposal!r}) needs a "
-                             f"{role} model, but TQParams.{role} is None")
     models = {role: getattr(params, role) for role in ROLE_KINDS if getattr(params, role) is not None}
     for role, model in models.items():
-        if getattr(model, "kind", None) != ROLE_KINDS[role]:
+        check_protocol(model, f"TQParams.{role}")
+        if model.kind != ROLE_KINDS[role]:
             raise ValueError(f"TQParams.{role} must be a kind={ROLE_KINDS[role]!r} model, "
-                             f"got kind={getattr(model, 'kind', None)!r}")
+                             f"got kind={model.kind!r}")
+    plan = plan_for(params, config)
     vocabs = {role: int(model.vocab_size) for role, model in models.items()}
     if len(set(vocabs.values())) > 1:
         listing = ", ".join(f"{role}={size}" for role, size in vocabs.items())
@@ -94,9 +80,9 @@ def _check_models(params, config):
     outside = [i for i in config.stop_token_ids if i >= vocabs["sft"]]
     if outside:
         raise ValueError(f"stop_token_ids {outside} are outside the vocabulary (size {vocabs['sft']})")
-    if config.method in ROLLOUT_METHODS and config.k > vocabs["sft"]:
+    if plan.candidates and config.k > vocabs["sft"]:
         raise ValueError(f"k={config.k} is larger than the vocabulary ({vocabs['sft']})")
-    return models
+    return models, plan
 
 
 def _tokenize(params, prompts) -> list[np.ndarray]:
@@ -148,7 +134,7 @@ def _chat_ids(tokenizer, messages, i: int) -> list[int]:
         raise ValueError(f"prompt {i} (chat messages): {e}") from e
 
 
-def _check_tokens(token_lists, models, config):
+def _check_tokens(token_lists, models, plan):
     V = int(models["sft"].vocab_size)
     for i, ids in enumerate(token_lists):
         bad = ids[(ids < 0) | (ids >= V)]
@@ -156,20 +142,14 @@ def _check_tokens(token_lists, models, config):
             raise ValueError(f"prompt {i} has token ids outside the vocabulary [0, {V}): "
                              f"{bad[:5].tolist()}")
     longest = max(len(ids) for ids in token_lists)
-    horizon = config.effective_horizon if config.method in ROLLOUT_METHODS else 0
-    need = longest + config.max_new_tokens + horizon
+    horizon = plan.horizon
+    need = longest + plan.max_new_tokens + horizon
     for role, model in models.items():
         if need > int(model.max_length):
-            raise ValueError(f"prompt ({longest} tokens) + max_new_tokens ({config.max_new_tokens})"
+            raise ValueError(f"prompt ({longest} tokens) + max_new_tokens ({plan.max_new_tokens})"
                              f" + horizon ({horizon}) = {need} exceeds the {role} model's context "
                              f"of {int(model.max_length)} positions")
     return need
-
-
-def _strip(model):
-    if model is not None and dataclasses.is_dataclass(model) and getattr(model, "tokenizer", None) is not None:
-        return dataclasses.replace(model, tokenizer=None)
-    return model
 
 
 def _text(tokenizer, ids):
@@ -183,11 +163,16 @@ def _text(tokenizer, ids):
 
 def prepare(params, prompts, config, indices=None, batch_multiple=1):
     """Validate and lay out a batch: ``(arrays, token_lists)`` (also used by tests/benchmarks)."""
+    arrays, token_lists, _ = _prepare(params, prompts, config, indices, batch_multiple)
+    return arrays, token_lists
+
+
+def _prepare(params, prompts, config, indices=None, batch_multiple=1):
     if not isinstance(config, DecodeConfig):
         raise TypeError(f"config must be a tqjax.DecodeConfig, got {type(config).__name__}")
-    models = _check_models(params, config)
+    models, plan = _check_models(params, config)
     token_lists = _tokenize(params, prompts)
-    _check_tokens(token_lists, models, config)
+    _check_tokens(token_lists, models, plan)
     if indices is None:
         indices = range(len(token_lists))
     indices = [int(i) for i in indices]
@@ -196,9 +181,8 @@ def prepare(params, prompts, config, indices=None, batch_multiple=1):
     P = len(token_lists)
     B = -(-_pow2(P) // batch_multiple) * batch_multiple
     longest = max(len(ids) for ids in token_lists)
-    horizon = config.effective_horizon if config.method in ROLLOUT_METHODS else 0
-    room = min(int(models[r].max_length) for r in active_roles(params, config))
-    room -= config.max_new_tokens + horizon
+    room = min(int(models[r].max_length) for r in plan.active)
+    room -= plan.max_new_tokens + plan.horizon
     T = max(longest, min(max(MIN_BUCKET, _pow2(longest)), room))
     tokens_BT = np.zeros((B, T), np.int32)
     start_B = np.full((B,), T - 1, np.int32)
@@ -211,7 +195,7 @@ def prepare(params, prompts, config, indices=None, batch_multiple=1):
     keys_B = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(idx_B))
     arrays = dict(tokens_BT=jnp.asarray(tokens_BT), start_B=jnp.asarray(start_B), keys_B=keys_B,
                   live_B=jnp.asarray(live_B))
-    return arrays, token_lists
+    return arrays, token_lists, plan
 
 
 def _place(params: TQParams, arrays: dict, mesh) -> tuple[TQParams, dict]:
@@ -240,12 +224,11 @@ def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), *,
     it). The output does not depend on the mesh.
     """
     data = 1 if mesh is None else dict(zip(mesh.axis_names, mesh.devices.shape)).get("data", 1)
-    arrays, token_lists = prepare(params, prompts, config, indices, batch_multiple=data)
-    stripped = TQParams(*(_strip(getattr(params, f.name)) for f in dataclasses.fields(TQParams)))
+    arrays, token_lists, plan = _prepare(params, prompts, config, indices, batch_multiple=data)
     if mesh is not None:
-        stripped, arrays = _place(stripped, arrays, mesh)
-    out = engine.decode_arrays(stripped, arrays["tokens_BT"], arrays["start_B"], arrays["keys_B"],
-                               arrays["live_B"], engine.as_sweep(config), config=config.static())
+        params, arrays = _place(params, arrays, mesh)
+    out = engine.decode_arrays(params, arrays["tokens_BT"], arrays["start_B"], arrays["keys_B"],
+                               arrays["live_B"], Knobs.from_config(config), plan=plan)
     out = jax.device_get(out)
     P = len(token_lists)
     lengths = out["length_B"][:P]
@@ -254,9 +237,9 @@ def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), *,
     texts = None if tokenizer is None else [_text(tokenizer, ids) for ids in tokens]
     diagnostics = dict(steps=int(out["steps"]), nonfinite=out["bad_B"][:P],
                        fallbacks=out["fallback_B"][:P])
-    if config.method == "bon":
+    if plan.method == "bon":
         diagnostics.update(sample_rewards=out["rewards_Bn"][:P], kept=out["rank_BN"][:P, 0])
-    elif config.diagnostics and config.method in ROLLOUT_METHODS:
+    elif plan.diagnostics and plan.candidates:
         diagnostics.update(rank=[out["rank_BN"][i, :lengths[i]] for i in range(P)],
                            q=[out["q_BNC"][i, :lengths[i]] for i in range(P)])
     return DecodeOutput(tokens=tokens, texts=texts,

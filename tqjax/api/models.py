@@ -65,7 +65,7 @@ def logits(model: Model, tokens_BT) -> jax.Array:
     """float32 next-token logits ``[B, T, V]`` of a language model (no padding / right padding)."""
     if model.kind != "lm":
         raise ValueError(f"logits() needs a language model, got a {model.kind!r} model; use reward()")
-    return _forward(model.replace(tokenizer=None), _check_tokens(model, tokens_BT))
+    return _forward(model, _check_tokens(model, tokens_BT))
 
 
 @jax.jit
@@ -90,4 +90,4 @@ def reward(model: Model, tokens_BT, lengths_B) -> jax.Array:
     lengths = np.asarray(lengths_B)
     if lengths.shape != (tokens.shape[0],) or lengths.min(initial=1) < 1 or lengths.max(initial=1) > tokens.shape[1]:
         raise ValueError(f"lengths_B must have shape ({tokens.shape[0]},) with values in [1, {tokens.shape[1]}], got {lengths.tolist()}")
-    return _reward(model.replace(tokenizer=None), tokens, jnp.asarray(lengths, jnp.int32))
+    return _reward(model, tokens, jnp.asarray(lengths, jnp.int32))

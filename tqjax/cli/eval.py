@@ -238,8 +238,10 @@ def run(args) -> int:
                   validation={n: [dict(value=v, **s) for v, s in per.items()] for n, per in validation.items()})
     report["matched_compute"] = {
         "bon_n": next((m.config.n for m in methods if m.name == "bon"), None),
-        "rule": "N = round(forwards_per_token(tq) / 2): TQ* spends 2·k·M·(H+1)+3 model token-forwards per "
-                "generated token, best-of-N spends N policy + N reward forwards"}
+        "rule": "N = round(forwards(tq) / forwards(one best-of-N sample)), both counted per committed token as "
+                "the engine runs them (DecodePlan.forwards): TQ* with k·M·H rollout-model proposals, "
+                "k·M·(H+1) reward-model positions and a commit per model (3 + k·M·(2H+1)); a best-of-N "
+                "sample one policy and one reward forward"}
     with open(result_file, "w") as f:
         json.dump(report, f, indent=2)
     md = markdown_table(table, selected, coherence_info["label"])

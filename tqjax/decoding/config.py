@@ -1,9 +1,10 @@
 """`DecodeConfig`: the frozen, hashable description of one decoding job (DESIGN §1, §4).
 
 The numbers a user sweeps (``alpha``, ``beta``, ``temperature``, ``rollout_temperature``,
-``top_p``) reach the jitted program as traced scalars (`DecodeConfig.sweep`), so changing them
-does not recompile. Everything that changes shapes or control flow (method, k, horizon, rollouts,
-max_new_tokens, whether a temperature is zero, ...) is static (`DecodeConfig.static`).
+``top_p``) reach the jitted program as traced scalars (`tqjax.decoding.decode_plan.Knobs`), so
+changing them does not recompile. Everything that changes shapes or control flow (method, k,
+horizon, rollouts, max_new_tokens, whether a temperature is zero, ...) is decided once in the
+static `tqjax.decoding.decode_plan.DecodePlan`, the engine's jit key.
 
 Released-code mode. The authors' code (PAPER.md) takes the candidates and their prior from the
 baseline (DPO) model, continues them greedily, and weighs indirect rewards as ``exp((r - r_BL)/β)·r``:
@@ -23,7 +24,6 @@ TRANSFERS = ("direct", "indirect")
 WEIGHTS = ("normalized", "unnormalized")
 PROPOSALS = ("sft", "baseline")
 SELECTS = ("greedy", "sample")
-ROLLOUT_METHODS = ("tq", "cd", "args")   # methods that score candidates with a value estimate
 
 
 def _check_int(name, value, low):
@@ -128,32 +128,5 @@ class DecodeConfig:
             raise ValueError(f"transfer='indirect' needs method='tq' (rollouts from the baseline), "
                              f"got method={self.method!r}")
 
-    @property
-    def effective_horizon(self) -> int:
-        """H as the engine runs it: 0 for ``args``."""
-        return 0 if self.method == "args" else self.horizon
-
-    @property
-    def effective_rollouts(self) -> int:
-        """M as the engine runs it: 1 for ``args`` (its value is deterministic)."""
-        return 1 if self.method == "args" else self.rollouts
-
     def replace(self, **changes) -> "DecodeConfig":
         return dataclasses.replace(self, **changes)
-
-    def sweep(self) -> dict:
-        """The traced numbers: changing them reuses the compiled program."""
-        return dict(alpha=self.alpha, beta=self.beta, temperature=self.temperature or 1.0,
-                    rollout_temperature=self.rollout_temperature or 1.0, top_p=self.top_p)
-
-    def static(self) -> "DecodeConfig":
-        """This config with the swept numbers and the seed normalised: the jit cache key.
-
-        Zero temperatures stay zero (greedy is a different program), and top_p=1 stays 1
-        (nucleus filtering is skipped); any other value maps to one representative.
-        """
-        return dataclasses.replace(
-            self, alpha=1.0, beta=1.0, seed=0,
-            temperature=0.0 if self.temperature == 0 else 1.0,
-            rollout_temperature=0.0 if self.rollout_temperature == 0 else 1.0,
-            top_p=1.0 if self.top_p == 1 else 0.5)

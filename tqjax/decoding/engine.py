@@ -1,4 +1,4 @@
-"""`decode_arrays`: the jitted entry point of the engine, one compiled program per static config.
+"""`decode_arrays`: the jitted entry point of the engine, one compiled program per `DecodePlan`.
 
 Inputs are arrays only (the API layer tokenises, pads and buckets); the models travel as a pytree
 argument (their parameters are inputs, never constants baked into the program).
@@ -9,33 +9,28 @@ from __future__ import annotations
 import functools
 
 import jax
-import jax.numpy as jnp
 
 from tqjax.decoding import bon, loop
 
 
-def _decode_arrays(params, tokens_BT, start_B, keys_B, live_B, sweep, config) -> dict:
-    if config.method == "bon":
-        return bon.best_of_n(params, tokens_BT, start_B, keys_B, live_B, sweep, config)
-    s = loop.generate(params, tokens_BT, start_B, keys_B, live_B, sweep, config)
+def _decode_arrays(params, tokens_BT, start_B, keys_B, live_B, knobs, plan) -> dict:
+    if plan.method == "bon":
+        return bon.best_of_n(params, tokens_BT, start_B, keys_B, live_B, knobs, plan)
+    s = loop.generate(params, tokens_BT, start_B, keys_B, live_B, knobs, plan)
     return dict(tokens_BN=s.tokens_BN, length_B=s.length_B, reward_B=s.reward_B,
                 logp_sft_B=s.logp_sft_B, kl_B=s.kl_B, log_ratio_B=s.log_ratio_B, bad_B=s.bad_B,
                 fallback_B=s.fallback_B, steps=s.step, rank_BN=s.rank_BN, q_BNC=s.q_BNC)
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
-def decode_arrays(params, tokens_BT, start_B, keys_B, live_B, sweep, config) -> dict:
+@functools.partial(jax.jit, static_argnames=("plan",))
+def decode_arrays(params, tokens_BT, start_B, keys_B, live_B, knobs, plan) -> dict:
     """Decode a left-padded, bucketed batch.
 
     params: pytree with ``sft``, ``baseline``, ``reward``, ``baseline_reward`` (None where unused);
     tokens_BT int32; start_B int32 first real slot; keys_B typed PRNG keys, one per row; live_B
-    bool (False for padding rows); sweep: dict of float32 scalars (`DecodeConfig.sweep`); config:
-    `DecodeConfig.static()`. Returns ``tokens_BN`` (pad after EOS), ``length_B``, ``reward_B``,
+    bool (False for padding rows); knobs: `Knobs` (traced α, β, temperatures, top-p); plan: the
+    `DecodePlan` (static). Returns ``tokens_BN`` (pad after EOS), ``length_B``, ``reward_B``,
     ``logp_sft_B``, ``kl_B``, ``log_ratio_B``, ``bad_B``, ``fallback_B``, ``steps``, and with
-    ``config.diagnostics`` ``rank_BN`` and ``q_BNC`` (``bon``: the kept index and all N rewards).
+    ``plan.diagnostics`` ``rank_BN`` and ``q_BNC`` (``bon``: the kept index and all N rewards).
     """
-    return _decode_arrays(params, tokens_BT, start_B, keys_B, live_B, sweep, config)
-
-
-def as_sweep(config) -> dict:
-    return {name: jnp.asarray(value, jnp.float32) for name, value in config.sweep().items()}
+    return _decode_arrays(params, tokens_BT, start_B, keys_B, live_B, knobs, plan)

@@ -15,45 +15,13 @@ import jax
 import jax.numpy as jnp
 
 from tqjax.decoding import sampler, stats, tq
-from tqjax.decoding.config import ROLLOUT_METHODS
+from tqjax.decoding.decode_plan import DecodePlan, Knobs
 from tqjax.decoding.state import DecodeState, init_state
+from tqjax.models.protocol import DecodeModel
 
-ROLES = ("sft", "baseline", "reward", "baseline_reward")
-
-
-def decoded_role(config) -> str:
-    """The model plain decoding (and best-of-N) samples from."""
-    if config.method == "baseline" or (config.method == "bon" and config.proposal == "baseline"):
-        return "baseline"
-    return "sft"
-
-
-def active_roles(params, config) -> tuple[str, ...]:
-    """Models that keep a committed cache for this config (static)."""
-    roles = ["sft"]
-    if (config.method in ("tq", "baseline")
-            or (config.method in ("cd", "args", "bon") and config.proposal == "baseline")):
-        roles.append("baseline")
-    if params.reward is not None:
-        roles.append("reward")
-    if (config.method == "tq" and config.transfer == "indirect"
-            and params.baseline_reward is not None):
-        roles.append("baseline_reward")
-    return tuple(roles)
-
-
-def stop_ids(params, config) -> tuple[int, ...]:
-    """The stop set (static): the decoding models' own (the SFT model's, and the baseline's when
-    it decodes or rolls out) and ``config.stop_token_ids``; empty: rows never stop early."""
-    ids = set(params.sft.stop_token_ids) | set(config.stop_token_ids)
-    if "baseline" in active_roles(params, config):
-        ids |= set(params.baseline.stop_token_ids)
-    return tuple(sorted(ids))
-
-
-def plain_step(outs, step_keys_B, sweep, config):
-    role = decoded_role(config)
-    token_B = sampler.sample_token(outs[role], sampler.draw_key(step_keys_B, 0), sweep, config)
+def plain_step(outs, step_keys_B, knobs, plan: DecodePlan):
+    role = plan.proposal
+    token_B = sampler.sample_token(outs[role], sampler.draw_key(step_keys_B, 0), knobs, plan)
     if role == "sft":
         zeros = jnp.zeros(token_B.shape, jnp.float32)
         kl_B, ratio_B = zeros, zeros
@@ -64,26 +32,23 @@ def plain_step(outs, step_keys_B, sweep, config):
     return token_B, dict(kl_B=kl_B, log_ratio_B=ratio_B)
 
 
-def generate(params, tokens_BT, start_B, keys_B, live_B, sweep, config) -> DecodeState:
-    """Decode a left-padded batch. Not jitted itself: `jit_generate` is.
+def generate(params, tokens_BT, start_B, keys_B, live_B, knobs: Knobs, plan: DecodePlan) -> DecodeState:
+    """Decode a left-padded batch. Not jitted itself: `tqjax.decoding.engine.decode_arrays` is.
 
     tokens_BT: int32 left-padded prompts; start_B: first real slot per row; keys_B: one typed PRNG
-    key per row; live_B: False for bucket-padding rows; sweep: `DecodeConfig.sweep()` as float32
-    scalars; config: a static `DecodeConfig`. Returns the final `DecodeState`.
+    key per row; live_B: False for bucket-padding rows; knobs: the traced `Knobs`; plan: the
+    static `DecodePlan`. Returns the final `DecodeState`.
     """
     B, T = tokens_BT.shape
-    N = config.max_new_tokens
-    roles = active_roles(params, config)
-    models = {role: getattr(params, role) for role in roles}
-    stop = stop_ids(params, config)    # rollouts stop at it even with ignore_eos
-    candidate_method = config.method in ROLLOUT_METHODS
+    N = plan.max_new_tokens
+    models: dict[str, DecodeModel] = {role: getattr(params, role) for role in plan.active}
+    candidate_method = plan.candidates
 
     caches, outs = {}, {}
     for role, model in models.items():
         cache = model.init_cache(B, T + N)
         outs[role], caches[role] = model.prefill(tokens_BT, start_B, cache)
-    n_cand = config.k if candidate_method else 0
-    state = init_state(caches, outs, live_B, N, n_cand, config.diagnostics and candidate_method)
+    state = init_state(caches, outs, live_B, N, plan.k, plan.diagnostics and candidate_method)
 
     def cond(s: DecodeState):
         return (s.step < N) & ~jnp.all(s.done_B)
@@ -91,9 +56,9 @@ def generate(params, tokens_BT, start_B, keys_B, live_B, sweep, config) -> Decod
     def body(s: DecodeState):
         step_keys_B = sampler.step_key(keys_B, s.step)
         if candidate_method:
-            token_B, info = tq.tq_step(models, s.caches, s.outs, step_keys_B, sweep, config, stop)
+            token_B, info = tq.tq_step(models, s.caches, s.outs, step_keys_B, knobs, plan)
         else:
-            token_B, info = plain_step(s.outs, step_keys_B, sweep, config)
+            token_B, info = plain_step(s.outs, step_keys_B, knobs, plan)
         live_B = ~s.done_B
         token_B = jnp.where(live_B, token_B, tq.PAD)
         logp_sft_B = jnp.take_along_axis(jax.nn.log_softmax(s.outs["sft"].astype(jnp.float32)),
@@ -123,8 +88,8 @@ def generate(params, tokens_BT, start_B, keys_B, live_B, sweep, config) -> Decod
                 changes["q_BNC"] = s.q_BNC.at[:, s.step].set(
                     jnp.where(live_B[:, None], info["q_BC"], jnp.nan))
         done_B = s.done_B
-        if not config.ignore_eos:
-            done_B = done_B | (live_B & tq.is_stop(token_B, stop))
+        if not plan.ignore_eos:     # rollouts stop at the stop ids even with ignore_eos
+            done_B = done_B | (live_B & tq.is_stop(token_B, plan.stop_ids))
         changes["done_B"] = done_B
         return dataclasses.replace(s, **changes)
 

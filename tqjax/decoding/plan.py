@@ -23,14 +23,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
 
-from tqjax.decoding.config import ROLLOUT_METHODS
-from tqjax.decoding.loop import active_roles
-from tqjax.decoding.tq import rollout_role
+from tqjax.decoding.decode_plan import CANDIDATE_METHODS, DecodePlan
 from tqjax.models.transformer import param_shapes
 from tqjax.parallel.rules import FIELDS, RULES, logical_axes
 
@@ -209,11 +206,11 @@ def plan(params_or_configs, config, batch: int, prompt_len: int, mesh=None, *, d
     configs = {role: cfg for role, (cfg, _) in models.items()}
 
     B = -(-_pow2(batch) // data) * data
-    rows = (B // data) * (config.n if config.method == "bon" else 1)      # per device
+    dplan = DecodePlan.build(config, [r for r, c in configs.items() if c is not None])
+    rows = (B // data) * dplan.n      # per device
     T = max(prompt_len, MIN_BUCKET if prompt_len <= MIN_BUCKET else _pow2(prompt_len))
     S = T + config.max_new_tokens
-    holder = SimpleNamespace(**{r: configs.get(r) for r in ("sft", "baseline", "reward", "baseline_reward")})
-    roles = active_roles(holder, config)
+    roles = dplan.active
 
     def cache(role, n_rows, slots):
         c = configs[role]
@@ -224,17 +221,14 @@ def plan(params_or_configs, config, batch: int, prompt_len: int, mesh=None, *, d
 
     rollout, step, C = 0, 0, 0
     largest = max((configs[r] for r in roles), key=lambda c: (c.vocab_size, c.mlp_dim, c.n_heads))
-    if config.method in ROLLOUT_METHODS:
-        C = config.candidate_chunk or config.k
-        C = min(C, config.k)
-        H, M = config.effective_horizon, config.effective_rollouts
+    if dplan.candidates:
+        C = min(dplan.candidate_chunk or dplan.k, dplan.k)
+        H, M = dplan.horizon, dplan.rollouts
         n = rows * C * M
         # the rollout model's private suffix is the only cache a rollout keeps; the models that
         # read the finished rollout (reward, r_BL, π_sft) take it as one block of H + 1 tokens
-        rollout = cache(rollout_role(config), n, H) if H > 0 else 0
-        readers = ["reward"]
-        if config.transfer == "indirect":
-            readers.append("baseline_reward" if "baseline_reward" in roles else "sft")
+        rollout = cache(dplan.rollout, n, H) if H > 0 else 0
+        readers = dplan.readers
         step = n * F32 * _row(largest, sizes, S + H + 1, STEP_ROW_F32)
         for role in readers:
             copies = BLOCK_TOKEN_F32 if configs[role].kind == "lm" else dict(BLOCK_TOKEN_F32, vocab=0)
@@ -272,7 +266,7 @@ def largest_batch(params_or_configs, config, prompt_len: int, budget_bytes: int,
 def suggest_chunk(params_or_configs, config, batch: int, prompt_len: int, budget_bytes: int,
                   mesh=None, *, dtype=None) -> int:
     """The largest ``candidate_chunk`` (0 = all k) whose plan fits at ``batch``; raises `PlanError`."""
-    if config.method not in ROLLOUT_METHODS:
+    if config.method not in CANDIDATE_METHODS:
         chunks = [0]
     else:
         chunks = [0] + [c for c in range(config.k - 1, 0, -1)]

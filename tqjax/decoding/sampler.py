@@ -52,12 +52,11 @@ def filter_logits(logits_BV, temperature, top_k: int, top_p, use_top_p: bool):
     return logits_BV
 
 
-def sample_token(logits_BV, keys_B, sweep, config):
-    """Next token per row for plain decoding; greedy when ``config.temperature == 0``."""
-    if config.temperature == 0:
+def sample_token(logits_BV, keys_B, knobs, plan):
+    """Next token per row for plain decoding; greedy when ``plan.greedy`` (temperature 0)."""
+    if plan.greedy:
         return jnp.argmax(logits_BV, axis=-1).astype(jnp.int32)
-    filtered_BV = filter_logits(logits_BV, sweep["temperature"], config.top_k, sweep["top_p"],
-                                config.top_p < 1)
+    filtered_BV = filter_logits(logits_BV, knobs.temperature, plan.top_k, knobs.top_p, plan.nucleus)
     return categorical(keys_B, filtered_BV)
 
 

@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 
 from tqjax.decoding import sampler, select as select_lib, stats
+from tqjax.decoding.decode_plan import DecodePlan, Knobs
+from tqjax.models.protocol import DecodeModel
 
 PAD = 0
 
@@ -44,28 +46,24 @@ def is_stop(tokens, stop: tuple[int, ...]):
     return hit
 
 
-def rollout_role(config) -> str:
-    return "baseline" if config.method == "tq" else "sft"
-
-
-def candidate_values(models, caches, logp, cand_BC, step_keys_B, sweep, config, stop):
+def candidate_values(models: dict[str, DecodeModel], caches, logp, cand_BC, step_keys_B,
+                     knobs: Knobs, plan: DecodePlan):
     """Q̂ of every candidate, ``[B, C]`` float32 (NaN/inf pass through; `select` handles them).
 
     ``models`` and ``caches`` map roles (``sft``, ``baseline``, ``reward``, ``baseline_reward``)
     to models and their committed caches; ``logp`` maps lm roles to ``[B, V]`` next-token
     log-probs at the committed state.
     """
-    H, M = config.effective_horizon, config.effective_rollouts
-    role = rollout_role(config)
+    H, M = plan.horizon, plan.rollouts
+    role = plan.rollout or plan.proposal      # ARGS (H = 0) proposes no rollout token
     lm, reward = models[role], models["reward"]
-    indirect = config.transfer == "indirect"
-    rbl = models.get("baseline_reward") if indirect else None
-    implicit = indirect and rbl is None
-    greedy = config.rollout_temperature == 0
-    beta = sweep["beta"]
+    indirect, implicit = plan.indirect, plan.implicit_rbl
+    rbl = None if implicit or not indirect else models["baseline_reward"]
+    greedy = plan.greedy_rollouts
+    beta = knobs.beta
 
     def is_eos(tok):
-        return is_stop(tok, stop)
+        return is_stop(tok, plan.stop_ids)
 
     def propose(z_B, keys_B):
         """The rollout model's tokens ``[B, H+1]`` (``z, τ_1..τ_H``, PAD after an EOS), one at a
@@ -82,7 +80,7 @@ def candidate_values(models, caches, logp, cand_BC, step_keys_B, sweep, config, 
             logits_BV, c["lm"] = lm.extend(c["tok"], caches[role], c["lm"])
             c["done"] = c["done"] | is_eos(c["tok"])
             nxt_B = sampler.rollout_token(logits_BV, sampler.draw_key(keys_B, h + 1),
-                                          sweep["rollout_temperature"], greedy)
+                                          knobs.rollout_temperature, greedy)
             if implicit:
                 c["logrho"] = c["logrho"].at[:, h].set(_take(jax.nn.log_softmax(logits_BV), nxt_B))
             c["tok"] = jnp.where(c["done"], PAD, nxt_B)
@@ -128,12 +126,12 @@ def candidate_values(models, caches, logp, cand_BC, step_keys_B, sweep, config, 
             r_MB, logw_MB = jax.vmap(rollout)(z_MB, keys_MB)
         if not indirect:
             return jnp.mean(r_MB, axis=0)
-        if config.weights == "normalized":
+        if plan.weights == "normalized":
             return jnp.sum(jax.nn.softmax(logw_MB, axis=0) * r_MB, axis=0)
         return jnp.mean(jnp.exp(logw_MB) * r_MB, axis=0)
 
     C = cand_BC.shape[1]
-    chunk = config.candidate_chunk
+    chunk = plan.candidate_chunk
     if chunk == 0 or chunk >= C:
         return jax.vmap(candidate_value, in_axes=(1, 0), out_axes=1)(cand_BC, jnp.arange(C))
     # ``chunk`` candidates at a time (a vmap per chunk inside a loop): peak memory scales with it.
@@ -142,7 +140,8 @@ def candidate_values(models, caches, logp, cand_BC, step_keys_B, sweep, config, 
     return q_CB.T
 
 
-def tq_step(models, caches, outs, step_keys_B, sweep, config, stop):
+def tq_step(models: dict[str, DecodeModel], caches, outs, step_keys_B, knobs: Knobs,
+            plan: DecodePlan):
     """Choose this step's token per row. Returns ``(token_B, info)``.
 
     ``info``: ``kl_B``, ``log_ratio_B``, ``bad_B`` (candidates with non-finite Q̂),
@@ -150,11 +149,10 @@ def tq_step(models, caches, outs, step_keys_B, sweep, config, stop):
     """
     logp = {role: jax.nn.log_softmax(outs[role].astype(jnp.float32), axis=-1)
             for role in ("sft", "baseline") if role in outs}
-    prior_BV = logp["sft"] if config.proposal == "sft" else logp["baseline"]
-    cand_BC, prior_BC = select_lib.candidates(prior_BV, config.k)
-    q_BC = candidate_values(models, caches, logp, cand_BC, step_keys_B, sweep, config, stop)
-    sel = select_lib.select(cand_BC, prior_BC, q_BC, logp["sft"], sweep["alpha"],
-                            sampler.draw_key(step_keys_B, 0), config.select == "greedy")
+    cand_BC, prior_BC = select_lib.candidates(logp[plan.proposal], plan.k)
+    q_BC = candidate_values(models, caches, logp, cand_BC, step_keys_B, knobs, plan)
+    sel = select_lib.select(cand_BC, prior_BC, q_BC, logp["sft"], knobs.alpha,
+                            sampler.draw_key(step_keys_B, 0), plan.select == "greedy")
     logp_sft_BC = jnp.take_along_axis(logp["sft"], cand_BC, axis=-1)
     kl_B, ratio_B = stats.candidate_kl(sel.score_BC, logp_sft_BC, sel.rank_B, sel.fallback_B)
     info = dict(kl_B=kl_B, log_ratio_B=ratio_B, bad_B=jnp.sum(sel.bad_BC, axis=-1, dtype=jnp.int32),

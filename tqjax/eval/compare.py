@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from tqjax.api.decode import TQParams, decode
 from tqjax.decoding.config import DecodeConfig
+from tqjax.decoding.decode_plan import ROLES, DecodePlan, matched_bon_n
 from tqjax.eval.metrics import diversity, win_indicators
 from tqjax.eval.stats import bootstrap_ci
 
@@ -25,24 +26,10 @@ class Method:
 
 
 def forwards_per_token(config: DecodeConfig) -> int:
-    """Model token-forwards per generated token (DESIGN §2 cost model).
-
-    tq / cd: k·M·(H+1) rollout forwards of the rollout model and as many of the reward model,
-    plus one commit forward of each of the three models; args: k reward forwards of [s, z] plus
-    two commits; best-of-N: N policy and N reward forwards; plain decoding: one.
-    """
-    if config.method in ("tq", "cd"):
-        return 2 * config.k * config.rollouts * (config.horizon + 1) + 3
-    if config.method == "args":
-        return config.k + 2
-    if config.method == "bon":
-        return 2 * config.n
-    return 1
-
-
-def matched_bon_n(config: DecodeConfig) -> int:
-    """N for best-of-N with about the model forwards per token of ``config`` (a tq/cd config)."""
-    return max(1, round(forwards_per_token(config) / 2))
+    """Model token-forwards per committed token, counted as the engine runs them
+    (`DecodePlan.forwards`): for tq / cd, the rollout model's k·M·H proposals, each reader's
+    k·M·(H+1) positions (π_sft's H for the implicit r_BL) and one commit per model."""
+    return DecodePlan.build(config, ROLES[:3] + (("baseline_reward",) if config.transfer == "indirect" else ())).total_forwards
 
 
 def bon_kl(n: int) -> float:

@@ -39,9 +39,8 @@ def coherence(sft, prompts: list[list[int]], responses: list[list[int]]) -> np.n
     This stands in for the SimCSE encoder of the ARGS/TQ* papers when no sentence encoder is given
     (`tqjax.eval.encoder` computes the real metric); `tqjax eval` labels it "coherence (SFT stand-in)".
     """
-    model = sft.replace(tokenizer=None)
-    p = np.asarray(_pooled(model, *map(jnp.asarray, _pad(prompts))))
-    r = np.asarray(_pooled(model, *map(jnp.asarray, _pad([s or [0] for s in responses]))))
+    p = np.asarray(_pooled(sft, *map(jnp.asarray, _pad(prompts))))
+    r = np.asarray(_pooled(sft, *map(jnp.asarray, _pad([s or [0] for s in responses]))))
     return (p * r).sum(-1) / np.maximum(np.linalg.norm(p, axis=-1) * np.linalg.norm(r, axis=-1), 1e-9)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import flax.struct
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
@@ -12,13 +13,19 @@ from tqjax.models import transformer
 from tqjax.models.cache import KVCache, Suffix, empty_cache, empty_suffix
 from tqjax.models.config import ModelConfig
 from tqjax.models.layers import attend
+from tqjax.models.protocol import register_model
 
 Array = jax.Array
 
 
-@flax.struct.dataclass
+@register_model
+@dataclasses.dataclass(frozen=True)
 class Model:
-    """A loaded or initialised decoder. A pytree: ``params`` are leaves, the rest is static.
+    """A loaded or initialised decoder. A pytree: ``params`` are its leaves, ``config`` is static.
+
+    The ``tokenizer`` is host-side only and not part of the tree: flattening drops it, so a
+    tokenizer can never become part of a jit cache key (a model rebuilt from its leaves inside a
+    transformation has ``tokenizer=None``).
 
     ``kind`` is ``"lm"`` (heads give next-token logits ``[..., V]``) or ``"reward"`` (a scalar
     score per position). A reward model's protocol outputs are already *read* the way
@@ -29,8 +36,11 @@ class Model:
     """
 
     params: dict
-    config: ModelConfig = flax.struct.field(pytree_node=False)
-    tokenizer: Any = flax.struct.field(pytree_node=False, default=None)
+    config: ModelConfig = dataclasses.field(metadata=dict(static=True))
+    tokenizer: Any = dataclasses.field(default=None, compare=False)
+
+    def replace(self, **changes) -> "Model":
+        return dataclasses.replace(self, **changes)
 
     @property
     def kind(self) -> str:

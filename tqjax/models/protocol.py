@@ -24,6 +24,7 @@ Layout conventions (shared by every implementation):
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Protocol
 
 import jax
@@ -54,3 +55,48 @@ class DecodeModel(Protocol):
 
     def forward_suffix(self, tokens_BU: Array, cache: Any) -> Array:
         """``out`` at every token of a whole suffix ``[B, U]`` read at once against ``cache``."""
+
+
+MEMBERS = ("kind", "vocab_size", "max_length", "stop_token_ids", "init_cache", "prefill", "append",
+           "init_suffix", "extend", "forward_suffix")
+
+
+def check_protocol(model, name: str = "model") -> None:
+    """Raise TypeError naming what ``model`` lacks of `DecodeModel` (or has of the wrong type)."""
+    missing = [m for m in MEMBERS if not hasattr(model, m)]
+    if missing:
+        raise TypeError(f"{name} ({type(model).__name__}) does not implement the decoding model "
+                        f"protocol: missing {', '.join(missing)}")
+    if model.kind not in ("lm", "reward"):
+        raise TypeError(f"{name}.kind must be 'lm' or 'reward', got {model.kind!r}")
+    stops = model.stop_token_ids
+    if not isinstance(stops, tuple) or not all(isinstance(i, int) and not isinstance(i, bool)
+                                               for i in stops):
+        raise TypeError(f"{name}.stop_token_ids must be a tuple of ints (empty: no stop id), "
+                        f"got {stops!r}")
+
+
+def register_model(cls):
+    """Register a frozen dataclass model as a pytree (a class decorator).
+
+    Fields with ``metadata={"static": True}`` are static (part of the tree structure, so of a jit
+    key), the other fields are leaves, and a ``tokenizer`` field is neither: flattening drops it,
+    so a host-side tokenizer never becomes part of a jit cache key (a model rebuilt from its
+    leaves inside a transformation has ``tokenizer=None``).
+    """
+    fields = [f.name for f in dataclasses.fields(cls) if f.name != "tokenizer"]
+    static = [f.name for f in dataclasses.fields(cls) if f.metadata.get("static") and f.name != "tokenizer"]
+    leaves = [name for name in fields if name not in static]
+
+    def flatten_with_keys(model):
+        children = [(jax.tree_util.GetAttrKey(name), getattr(model, name)) for name in leaves]
+        return children, tuple(getattr(model, name) for name in static)
+
+    def flatten(model):
+        return [getattr(model, name) for name in leaves], tuple(getattr(model, name) for name in static)
+
+    def unflatten(aux, children):
+        return cls(**dict(zip(leaves, children)), **dict(zip(static, aux)))
+
+    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
+    return cls

@@ -19,6 +19,8 @@ import itertools
 
 import jax
 import jax.numpy as jnp
+
+from tqjax.models.protocol import register_model
 import numpy as np
 
 MULT = 7
@@ -32,7 +34,7 @@ class ToyState:
     length: jax.Array     # int32 slots written (cache only; suffixes carry 0)
 
 
-@jax.tree_util.register_dataclass
+@register_model
 @dataclasses.dataclass(frozen=True)
 class ToyModel:
     """Tabular model. ``table`` is ``[positions, P, V]`` (lm) or ``[positions, P]`` (reward)."""
@@ -41,7 +43,7 @@ class ToyModel:
     kind: str = dataclasses.field(default="lm", metadata=dict(static=True))
     eos_token_id: int | None = dataclasses.field(default=None, metadata=dict(static=True))
     vocab: int = dataclasses.field(default=5, metadata=dict(static=True))
-    tokenizer: object = dataclasses.field(default=None, metadata=dict(static=True))
+    tokenizer: object = dataclasses.field(default=None, compare=False)   # host-side, not in the tree
 
     @property
     def vocab_size(self) -> int:

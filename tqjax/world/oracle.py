@@ -13,6 +13,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from tqjax.models.protocol import register_model
+
 from tqjax.world.rewards import RewardTables, gold_reward_jax
 
 
@@ -32,7 +34,7 @@ class TokenSuffix:
     length: jax.Array
 
 
-@jax.tree_util.register_dataclass
+@register_model
 @dataclasses.dataclass(frozen=True)
 class GoldRewardModel:
     """``kind="reward"``: the score at each token is the gold reward of prompt + response so far."""
@@ -41,7 +43,7 @@ class GoldRewardModel:
     vocab_size: int = dataclasses.field(metadata=dict(static=True))
     max_length: int = dataclasses.field(default=4096, metadata=dict(static=True))
     kind: str = dataclasses.field(default="reward", metadata=dict(static=True))
-    tokenizer: object = dataclasses.field(default=None, metadata=dict(static=True))
+    tokenizer: object = dataclasses.field(default=None, compare=False)   # host-side, not in the tree
     eos_token_id: int | None = dataclasses.field(default=None, metadata=dict(static=True))
 
     @property

@@ -1,0 +1,208 @@
+"""`DecodePlan`: every static decision of a decode, made once from the config and the models given.
+
+Which models a method needs and which keep a committed cache, which one proposes the candidates
+(or is sampled), which one rolls out and which ones read the finished rollouts, the static shapes,
+the stop set and the cost per committed token are all answered here and nowhere else: validation
+(`tqjax.decode`), the loop, the TQ* step, best-of-N, the memory planner, ``tqjax eval``'s
+compute-matched best-of-N and the CLI read them from the plan. The plan is frozen and hashable and
+is the jit key of the engine; the numbers a user sweeps travel beside it as `Knobs` (traced).
+
+Every `DecodeConfig` field is exactly one of: a static field of the plan (``PLAN_FIELDS``), a knob
+(``KNOB_FIELDS``; the plan keeps only whether a temperature is zero and whether top-p filters), or
+host-side (``HOST_FIELDS``: the seed, which makes the per-prompt keys). `check_fields` enforces it
+at import, so a new config field cannot silently be neither.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable
+
+import jax
+import jax.numpy as jnp
+
+from tqjax.decoding.config import DecodeConfig
+
+ROLES = ("sft", "baseline", "reward", "baseline_reward")
+ROLE_KINDS = dict(sft="lm", baseline="lm", reward="reward", baseline_reward="reward")
+CANDIDATE_METHODS = ("tq", "cd", "args")      # score top-k candidates with a value estimate
+
+PLAN_FIELDS = ("method", "k", "horizon", "rollouts", "transfer", "weights", "proposal", "select",
+               "top_k", "n", "max_new_tokens", "stop_token_ids", "ignore_eos", "diagnostics",
+               "candidate_chunk")
+KNOB_FIELDS = ("alpha", "beta", "temperature", "rollout_temperature", "top_p")
+HOST_FIELDS = ("seed",)
+
+
+def check_fields(config_type=DecodeConfig) -> None:
+    """Every DecodeConfig field is static, a knob or host-side, and only one of them."""
+    names = [f.name for f in dataclasses.fields(config_type)]
+    groups = PLAN_FIELDS + KNOB_FIELDS + HOST_FIELDS
+    missing = sorted(set(names) - set(groups))
+    extra = sorted(set(groups) - set(names))
+    twice = sorted({g for g in groups if groups.count(g) > 1})
+    if missing or extra or twice:
+        raise TypeError(f"DecodeConfig fields must each be a plan field, a knob or host-side: "
+                        f"unclassified {missing}, unknown {extra}, twice {twice}")
+
+
+check_fields()
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Knobs:
+    """The traced numbers of a decode: changing them reuses the compiled program.
+
+    A zero temperature is greedy decoding, a different program (`DecodePlan.greedy`); the knob
+    then holds 1.0 and is never read.
+    """
+
+    alpha: jax.Array
+    beta: jax.Array
+    temperature: jax.Array
+    rollout_temperature: jax.Array
+    top_p: jax.Array
+
+    @classmethod
+    def from_config(cls, config: DecodeConfig) -> "Knobs":
+        f32 = lambda x: jnp.asarray(x, jnp.float32)
+        return cls(alpha=f32(config.alpha), beta=f32(config.beta),
+                   temperature=f32(config.temperature or 1.0),
+                   rollout_temperature=f32(config.rollout_temperature or 1.0), top_p=f32(config.top_p))
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodePlan:
+    """The static description of a decode (the engine's jit key). Build it with `DecodePlan.build`."""
+
+    # roles
+    method: str
+    required: tuple[str, ...]     # models the method needs
+    active: tuple[str, ...]       # models that keep a committed cache (and are appended to)
+    proposal: str                 # top-k and prior (candidate methods), or the sampled model
+    rollout: str | None           # the model that proposes rollout tokens, one at a time
+    readers: tuple[str, ...]      # models that read each finished rollout in one pass
+    # static shapes and switches
+    k: int                        # candidates (0: not a candidate method)
+    horizon: int                  # H as run (0 for ARGS)
+    rollouts: int                 # M as run (1 for ARGS)
+    n: int                        # best-of-N samples (1 otherwise)
+    max_new_tokens: int
+    candidate_chunk: int
+    top_k: int
+    transfer: str
+    weights: str
+    select: str
+    greedy: bool                  # plain decoding / best-of-N samples at temperature 0
+    greedy_rollouts: bool
+    nucleus: bool                 # top_p < 1 filters
+    ignore_eos: bool
+    diagnostics: bool
+    stop_ids: tuple[int, ...]     # every id that ends a committed row or a rollout
+    # cost: model token-forwards per committed token (per prompt), by role
+    forwards: tuple[tuple[str, int], ...]
+
+    @property
+    def candidates(self) -> bool:
+        return self.k > 0
+
+    @property
+    def indirect(self) -> bool:
+        return self.transfer == "indirect"
+
+    @property
+    def implicit_rbl(self) -> bool:
+        """Indirect transfer with r_BL = β·(log ρ_BL − log π_sft): π_sft reads the rollouts."""
+        return self.indirect and "baseline_reward" not in self.readers
+
+    @property
+    def total_forwards(self) -> int:
+        return sum(n for _, n in self.forwards)
+
+    @classmethod
+    def build(cls, config: DecodeConfig, given: Iterable[str], stop_ids: Iterable[int] = ()):
+        """The plan for ``config`` with the models of the roles in ``given``.
+
+        ``stop_ids``: the stop sets of the models that decode or roll out (`decoding_roles`);
+        ``config.stop_token_ids`` are added. Raises ValueError if a needed model is missing.
+        """
+        if not isinstance(config, DecodeConfig):
+            raise TypeError(f"config must be a tqjax.DecodeConfig, got {type(config).__name__}")
+        given = tuple(r for r in ROLES if r in set(given))
+        unknown = sorted(set(given) - set(ROLES))
+        if unknown:
+            raise ValueError(f"unknown model roles {unknown}; expected some of {ROLES}")
+        method, candidates = config.method, config.method in CANDIDATE_METHODS
+        proposal = "baseline" if method == "baseline" or (
+            method != "sft" and config.proposal == "baseline") else "sft"
+        rollout = {"tq": "baseline", "cd": "sft"}.get(method)
+        required = cls.decoding_roles(config)
+        if candidates or method == "bon":
+            required += ("reward",)
+        if config.transfer == "indirect" and "baseline" not in given:
+            raise ValueError("transfer='indirect' needs a baseline model (rollouts and, without a "
+                             "baseline_reward model, the implicit reward β·(log ρ_BL − log π_sft))")
+        for role in required:
+            if role not in given:
+                raise ValueError(f"method={method!r} (proposal={config.proposal!r}) needs a {role} "
+                                 f"model, but TQParams.{role} is None")
+        indirect_model = config.transfer == "indirect" and "baseline_reward" in given
+        active = tuple(r for r in ROLES if r in required
+                       or (r == "reward" and r in given)
+                       or (r == "baseline_reward" and indirect_model))
+        readers = ()
+        if candidates:
+            readers = ("reward",)
+            if config.transfer == "indirect":
+                readers += ("baseline_reward",) if indirect_model else ("sft",)
+        H = config.horizon if method in ("tq", "cd") else 0        # ARGS: H = 0, M = 1
+        M = (config.rollouts if method in ("tq", "cd") else 1) if candidates else 0
+        k = config.k if candidates else 0
+        n = config.n if method == "bon" else 1
+        forwards = {r: n for r in active}                    # one commit per row (N rows for bon)
+        if rollout is not None:
+            forwards[rollout] += k * M * H                   # z, τ_1..τ_{H-1}, one at a time
+        for r in readers:                                    # z, τ_1..τ_H (π_sft: H positions)
+            forwards[r] += k * M * (H if r == "sft" else H + 1)
+        return cls(
+            method=method, required=required, active=active, proposal=proposal, rollout=rollout,
+            readers=readers, k=k, horizon=H, rollouts=max(M, 1), n=n,
+            max_new_tokens=config.max_new_tokens, candidate_chunk=config.candidate_chunk,
+            top_k=config.top_k, transfer=config.transfer, weights=config.weights,
+            select=config.select, greedy=config.temperature == 0,
+            greedy_rollouts=config.rollout_temperature == 0, nucleus=config.top_p < 1,
+            ignore_eos=config.ignore_eos, diagnostics=config.diagnostics,
+            stop_ids=tuple(sorted(set(stop_ids) | set(config.stop_token_ids))),
+            forwards=tuple(forwards.items()))
+
+    @staticmethod
+    def decoding_roles(config: DecodeConfig) -> tuple[str, ...]:
+        """The language models a decode runs (π_sft, and ρ_BL where it proposes, is sampled or
+        rolls out); their stop sets end rows and rollouts."""
+        uses_baseline = config.method in ("tq", "baseline") or (
+            config.method != "sft" and config.proposal == "baseline")
+        return ("sft", "baseline") if uses_baseline else ("sft",)
+
+
+def plan_for(params, config: DecodeConfig) -> DecodePlan:
+    """The plan of ``params`` (a `TQParams`, or a mapping role -> model) under ``config``."""
+    models = params if isinstance(params, dict) else {
+        r: getattr(params, r) for r in ROLES}
+    given = [r for r, m in models.items() if m is not None]
+    stops = set()
+    for role in DecodePlan.decoding_roles(config):
+        if models.get(role) is not None:
+            stops |= set(models[role].stop_token_ids)
+    return DecodePlan.build(config, given, stops)
+
+
+def matched_bon_n(config: DecodeConfig, plan: DecodePlan | None = None) -> int:
+    """Best-of-N's N that spends about the model token-forwards per committed token of ``config``.
+
+    A best-of-N sample costs one forward per token of each model it runs (π_sft or ρ_BL, the
+    reward model, and π_sft for the KL when ρ_BL samples): N = round(total / per sample).
+    """
+    plan = plan or DecodePlan.build(config, ROLES[:3], ())
+    bon = DecodePlan.build(DecodeConfig(method="bon", n=1, proposal=config.proposal), ROLES[:3], ())
+    return max(1, int(plan.total_forwards / bon.total_forwards + 0.5))
