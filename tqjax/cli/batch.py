@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 
-from tqjax.cli.options import (add_decode_flags, add_mesh_flag, add_model_flags, decode_config, local_mesh,
+from tqjax.cli.options import (add_decode_flags, add_mesh_flag, add_model_flags, check_roles, decode_config, local_mesh,
                                 model_paths)
 from tqjax.cli.plan import add_budget_flag, auto_batch
 
@@ -63,6 +63,7 @@ def run(args) -> int:
     config = decode_config(args)
     records = read_prompts(args.input)
     paths = {role: os.path.abspath(path) for role, path in model_paths(args).items()}
+    check_roles(config, paths)
     for role, path in paths.items():
         if not os.path.isdir(path):
             raise FileNotFoundError(f"--{role.replace('_', '-')} folder {path!r} does not exist")

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from tqjax.cli.options import (add_decode_flags, add_mesh_flag, add_model_flags, decode_config, load_models,
+from tqjax.cli.options import (add_decode_flags, add_mesh_flag, add_model_flags, check_roles, decode_config, load_models,
                                 local_mesh, model_paths)
 from tqjax.cli.plan import add_budget_flag, auto_batch
 
@@ -54,7 +54,9 @@ def _job(args) -> int:
     records = read_prompts(args.prompts)
     check_new_file(args.out, args.overwrite)
     mesh = local_mesh(args) if args.mesh else None
-    models = load_models(model_paths(args), args.dtype)
+    paths = model_paths(args)
+    check_roles(config, paths)
+    models = load_models(paths, args.dtype)
     params = TQParams(**models)
     for i, record in enumerate(records):   # tokenizer and chat-template errors before any decoding
         try:

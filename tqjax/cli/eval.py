@@ -12,10 +12,11 @@ import json
 import os
 
 from tqjax.cli.options import SHIPPED, add_decode_flags, decode_config, load_models
+from tqjax.decoding.decode_plan import CANDIDATE_METHODS
 
 EVAL_SEED = 30_000   # held-out prompts of the world task: test first, validation after
 METHODS = ("sft", "baseline", "bon", "args", "cd", "tq", "tq-indirect")
-ALPHA_SWEPT = ("tq", "cd", "args")
+ALPHA_SWEPT = CANDIDATE_METHODS     # the methods whose α is swept
 
 
 def add_parser(sub) -> None:

@@ -71,6 +71,17 @@ def model_paths(args) -> dict:
     return {role: str(root / name) for role, name in ROLES.items() if name}
 
 
+def check_roles(config: DecodeConfig, paths: dict) -> None:
+    """Before anything loads: the folders given are the models ``config.method`` needs."""
+    from tqjax.decoding.decode_plan import DecodePlan
+
+    try:
+        DecodePlan.build(config, paths)
+    except ValueError as e:
+        flags = ", ".join(f"--{r.replace('_', '-')}" for r in paths)
+        raise ValueError(f"{e} (model folders given: {flags})") from None
+
+
 def load_models(paths: dict, dtype=None) -> dict:
     """Load every folder first (so a bad one fails before any decoding)."""
     import tqjax
