@@ -107,3 +107,17 @@ def test_knobs_do_not_change_the_plan_and_zero_temperatures_do():
 def test_config_must_be_a_decode_config():
     with pytest.raises(TypeError, match="config must be a tqjax.DecodeConfig, got dict"):
         DecodePlan.build({"method": "tq"}, THREE)
+
+
+@pytest.mark.parametrize("prompts, multiple, rows", [(1, 1, 1), (3, 1, 4), (5, 1, 8), (3, 8, 8),
+                                                     (9, 4, 16), (5, 3, 9)])
+def test_batch_bucket(prompts, multiple, rows):
+    from tqjax.decoding.decode_plan import batch_bucket
+    assert batch_bucket(prompts, multiple) == rows
+
+
+@pytest.mark.parametrize("longest, room, slots", [(3, None, 8), (9, None, 16), (9, 12, 12),
+                                                  (20, 12, 20), (16, 100, 16)])
+def test_prompt_bucket(longest, room, slots):
+    from tqjax.decoding.decode_plan import prompt_bucket
+    assert prompt_bucket(longest, room) == slots

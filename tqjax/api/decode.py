@@ -17,11 +17,11 @@ import numpy as np
 
 from tqjax.decoding import engine
 from tqjax.decoding.config import DecodeConfig
-from tqjax.decoding.decode_plan import ROLE_KINDS, DecodePlan, Knobs, plan_for
+from tqjax.decoding.decode_plan import (ROLE_KINDS, DecodePlan, Knobs, batch_bucket, plan_for,
+                                       prompt_bucket)
 from tqjax.models.protocol import check_protocol
 from tqjax.io.chat import has_chat_template, is_messages, render_chat
 
-MIN_BUCKET = 8    # shortest prompt bucket
 
 
 @jax.tree_util.register_dataclass
@@ -55,10 +55,6 @@ class DecodeOutput:
     kl: np.ndarray
     log_ratio: np.ndarray
     diagnostics: dict
-
-
-def _pow2(n: int) -> int:
-    return 1 << max(0, int(n) - 1).bit_length()
 
 
 def _check_models(params, config) -> tuple[dict, DecodePlan]:
@@ -179,11 +175,11 @@ def _prepare(params, prompts, config, indices=None, batch_multiple=1):
     if len(indices) != len(token_lists):
         raise ValueError(f"indices has {len(indices)} entries for {len(token_lists)} prompts")
     P = len(token_lists)
-    B = -(-_pow2(P) // batch_multiple) * batch_multiple
+    B = batch_bucket(P, batch_multiple)
     longest = max(len(ids) for ids in token_lists)
     room = min(int(models[r].max_length) for r in plan.active)
     room -= plan.max_new_tokens + plan.horizon
-    T = max(longest, min(max(MIN_BUCKET, _pow2(longest)), room))
+    T = prompt_bucket(longest, room)
     tokens_BT = np.zeros((B, T), np.int32)
     start_B = np.full((B,), T - 1, np.int32)
     for b, ids in enumerate(token_lists):

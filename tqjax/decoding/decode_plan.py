@@ -32,6 +32,24 @@ PLAN_FIELDS = ("method", "k", "horizon", "rollouts", "transfer", "weights", "pro
                "candidate_chunk")
 KNOB_FIELDS = ("alpha", "beta", "temperature", "rollout_temperature", "top_p")
 HOST_FIELDS = ("seed",)
+MIN_BUCKET = 8          # shortest prompt bucket
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def batch_bucket(prompts: int, multiple: int = 1) -> int:
+    """Rows a batch of ``prompts`` is padded to: the next power of two, rounded up to a multiple
+    of ``multiple`` (the mesh's data axis), so that new batch sizes reuse compiled programs."""
+    return -(-_pow2(prompts) // multiple) * multiple
+
+
+def prompt_bucket(longest: int, room: int | None = None) -> int:
+    """Slots prompts are left-padded to: the next power of two (at least `MIN_BUCKET`), capped at
+    ``room`` (the context left after the response and the rollout), never below ``longest``."""
+    bucket = max(MIN_BUCKET, _pow2(longest))
+    return max(longest, bucket if room is None else min(bucket, room))
 
 
 def check_fields(config_type=DecodeConfig) -> None:

@@ -27,12 +27,11 @@ import os
 import jax
 import jax.numpy as jnp
 
-from tqjax.decoding.decode_plan import CANDIDATE_METHODS, DecodePlan
+from tqjax.decoding.decode_plan import CANDIDATE_METHODS, DecodePlan, batch_bucket, prompt_bucket
 from tqjax.models.transformer import param_shapes
 from tqjax.parallel.rules import FIELDS, RULES, logical_axes
 
 F32 = 4
-MIN_BUCKET = 8          # shortest prompt bucket (as `tqjax.api.decode` pads)
 STEP_ROW_F32 = dict(vocab=3, scores=2, mlp=2, width=4)      # live float32 copies per rollout row
 PREFILL_TOKEN_F32 = dict(scores=2, mlp=2, width=4)          # ... per prompt token in the prefill
 BLOCK_TOKEN_F32 = dict(vocab=2, scores=1, mlp=1, width=2)   # ... per token of a rollout read at once
@@ -129,10 +128,6 @@ def device_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def _pow2(n: int) -> int:
-    return 1 << max(0, int(n) - 1).bit_length()
-
-
 def _mesh_sizes(mesh) -> tuple[int, int]:
     if mesh is None:
         return 1, 1
@@ -205,10 +200,10 @@ def plan(params_or_configs, config, batch: int, prompt_len: int, mesh=None, *, d
     nbytes = {role: b if dtype is None and b else default for role, (_, b) in models.items()}
     configs = {role: cfg for role, (cfg, _) in models.items()}
 
-    B = -(-_pow2(batch) // data) * data
+    B = batch_bucket(batch, data)
     dplan = DecodePlan.build(config, [r for r, c in configs.items() if c is not None])
     rows = (B // data) * dplan.n      # per device
-    T = max(prompt_len, MIN_BUCKET if prompt_len <= MIN_BUCKET else _pow2(prompt_len))
+    T = prompt_bucket(prompt_len)
     S = T + config.max_new_tokens
     roles = dplan.active
 
