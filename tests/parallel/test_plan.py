@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 import tqjax
-from tqjax.api.decode import prepare
 from tqjax.cli.main import main
-from tqjax.decoding import Knobs, engine, plan_for
+from tqjax.decoding import engine
 from tqjax.models import ModelConfig, init_model
 from tqjax.decoding.plan import PlanError, largest_batch, parse_bytes, pick_batch_size, plan
 
@@ -25,33 +24,73 @@ def params():
                           reward=init_model(LLAMA.replace(kind="reward"), jax.random.key(2)))
 
 
+class _Compiled(Exception):
+    """Carries the compiled program's memory analysis out of `tqjax.decode` (nothing runs)."""
+
+
 def compiled_bytes(params, config):
-    arrays, _ = prepare(params, [[5] * T] * B, config)
-    compiled = engine.decode_arrays.lower(params, arrays["tokens_BT"], arrays["start_B"], arrays["keys_B"],
-                                          arrays["live_B"], Knobs.from_config(config),
-                                          plan=plan_for(params, config)).compile()
-    m = compiled.memory_analysis()
+    """Bytes XLA's compiled program takes (arguments, outputs, temporaries) for the test batch,
+    compiled from the very call `tqjax.decode` makes (it is stopped before running)."""
+    jitted = engine.decode_arrays
+
+    def compile_only(*args, **kwargs):
+        raise _Compiled(jitted.lower(*args, **kwargs).compile().memory_analysis())
+
+    engine.decode_arrays = compile_only
+    try:
+        tqjax.decode(params, [[5] * T] * B, config)
+    except _Compiled as done:
+        m = done.args[0]
+    finally:
+        engine.decode_arrays = jitted
     return m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
+
+
+D = tqjax.DecodeConfig
+# (config, largest |estimate / compiled - 1| allowed): the figures the README states ("Scale").
+# Measured on XLA:CPU (jax 0.9): TQ*, CD and ARGS from -2.9 % to +7.6 % (k16 H16); plain
+# decoding and best-of-N under by up to 11.8 % ("baseline"), because XLA runs the prefills of
+# the models side by side, which the planner (one model's prefill at a time) does not model.
+ROLLOUTS, PLAIN = 0.08, 0.12
+PLANNED = {
+    "k8": (D(k=8, horizon=8, max_new_tokens=16), ROLLOUTS),
+    "k16": (D(k=16, horizon=8, max_new_tokens=16), ROLLOUTS),
+    "k16 chunk 4": (D(k=16, horizon=8, max_new_tokens=16, candidate_chunk=4), ROLLOUTS),
+    "k16 H16": (D(k=16, horizon=16, max_new_tokens=16), ROLLOUTS),
+    "k8 M4": (D(k=8, horizon=8, rollouts=4, rollout_temperature=1.0, max_new_tokens=16), ROLLOUTS),
+    "k16 indirect": (D(k=16, horizon=8, transfer="indirect", max_new_tokens=16), ROLLOUTS),
+    "cd": (D(method="cd", k=16, horizon=8, max_new_tokens=16), ROLLOUTS),
+    "args": (D(method="args", k=16, max_new_tokens=16), ROLLOUTS),
+    "sft": (D(method="sft", max_new_tokens=16), PLAIN),
+    "baseline": (D(method="baseline", max_new_tokens=16), PLAIN),
+    "bon n2": (D(method="bon", n=2, temperature=1.0, max_new_tokens=16), PLAIN),
+}
+
+
+def needed(params, config):
+    """Only the models ``config`` uses: XLA leaves unused arguments out of the compiled program,
+    and the planner counts the params of every model it is given."""
+    uses_baseline = config.method in ("tq", "baseline")
+    return tqjax.TQParams(sft=params.sft, baseline=params.baseline if uses_baseline else None,
+                          reward=params.reward)
 
 
 @pytest.fixture(scope="module")
 def measured(params):
-    configs = {"k8": tqjax.DecodeConfig(k=8, horizon=8, max_new_tokens=16),
-               "k16": tqjax.DecodeConfig(k=16, horizon=8, max_new_tokens=16),
-               "k16 chunk 4": tqjax.DecodeConfig(k=16, horizon=8, max_new_tokens=16, candidate_chunk=4)}
-    return {name: (config, compiled_bytes(params, config)) for name, config in configs.items()}
+    return {name: compiled_bytes(needed(params, config), config)
+            for name, (config, _) in PLANNED.items()}
 
 
-@pytest.mark.parametrize("name", ["k8", "k16", "k16 chunk 4"])
-def test_estimate_is_within_25_percent_of_the_compiled_program(params, measured, name):
-    config, real = measured[name]
-    estimate = plan(params, config, B, T).total
-    assert abs(estimate / real - 1) < 0.25, (name, estimate, real)
+@pytest.mark.parametrize("name", list(PLANNED))
+def test_estimate_is_within_the_stated_error_of_the_compiled_program(params, measured, name):
+    config, allowed = PLANNED[name]
+    estimate = plan(needed(params, config), config, B, T).total
+    assert abs(estimate / measured[name] - 1) <= allowed, (name, estimate, measured[name])
 
 
 def test_chunked_candidates_lower_the_compiled_memory(measured):
-    assert measured["k16 chunk 4"][1] < 0.9 * measured["k16"][1]
-    assert plan(CONFIGS, measured["k16 chunk 4"][0], B, T).rollout * 4 == plan(CONFIGS, measured["k16"][0], B, T).rollout
+    assert measured["k16 chunk 4"] < 0.9 * measured["k16"]
+    assert plan(CONFIGS, PLANNED["k16 chunk 4"][0], B, T).rollout * 4 == plan(CONFIGS, PLANNED["k16"][0], B, T).rollout
 
 
 def test_chunked_candidates_give_the_same_result():
