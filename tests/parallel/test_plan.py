@@ -48,7 +48,7 @@ def compiled_bytes(params, config):
 
 D = tqjax.DecodeConfig
 # (config, largest |estimate / compiled - 1| allowed): the figures the README states ("Scale").
-# Measured on XLA:CPU (jax 0.9): TQ*, CD and ARGS from -2.9 % to +7.6 % (k16 H16); plain
+# Measured on XLA:CPU (jax 0.10): TQ*, CD and ARGS from -2.9 % to +7.6 % (k16 H16); plain
 # decoding and best-of-N under by up to 11.8 % ("baseline"), because XLA runs the prefills of
 # the models side by side, which the planner (one model's prefill at a time) does not model.
 ROLLOUTS, PLAIN = 0.08, 0.12
