@@ -19,11 +19,12 @@ RELEASED = DecodeConfig(method="tq", k=4, horizon=3, alpha=1.0, proposal="baseli
 
 
 def released_decode(fns, prompt, k, H, alpha, max_new, eos, indirect):
-    seq = list(prompt)
+    """(the response's tokens, each step's k candidate values, their weights exp((r − r_BL)/β))."""
+    seq, values_per_step, weights_per_step = list(prompt), [], []
     for _ in range(max_new):
         logits = fns.next_logits("baseline", seq)
         cand = np.argsort(-logits, kind="stable")[:k]
-        values = []
+        values, weights = [], []
         for z in cand:
             roll = [int(z)]
             for _ in range(H):
@@ -32,27 +33,33 @@ def released_decode(fns, prompt, k, H, alpha, max_new, eos, indirect):
                 roll.append(int(np.argmax(fns.next_logits("baseline", seq + roll))))
             r2 = fns.score("reward", seq + roll)
             if indirect:
-                r1 = fns.score("baseline_reward", seq + roll)
-                values.append(np.exp(0.5 * (r2 - r1)) * r2)
+                weights.append(np.exp(0.5 * (r2 - fns.score("baseline_reward", seq + roll))))
             else:
-                values.append(r2)
+                weights.append(1.0)
+            values.append(weights[-1] * r2)
+        values_per_step.append(values)
+        weights_per_step.append(weights)
         seq.append(int(cand[int(np.argmax(logits[cand] + alpha * np.array(values)))]))
-    return seq[len(prompt):]
+    return seq[len(prompt):], np.array(values_per_step), np.array(weights_per_step)
 
 
+@pytest.mark.parametrize("tiny", ["llama"], indirect=True)     # one architecture is enough here
 @pytest.mark.parametrize("transfer", ["direct", "indirect"])
 def test_released_code_mode(tiny, prompts, transfer):
-    arch, params, rbl = tiny
-    if arch != "llama":
-        pytest.skip("one architecture is enough here")
+    _, params, rbl = tiny
     eos = set(params.sft.stop_token_ids)
     if transfer == "indirect":
         # The released code loads one checkpoint twice, which makes every weight
         # exp((r - r_BL)/β) = 1; two different reward models test the weight itself.
         params = TQParams(params.sft, params.baseline, params.reward, rbl)
-    out = decode(params, prompts, RELEASED.replace(transfer=transfer))
+    out = decode(params, prompts, RELEASED.replace(transfer=transfer, diagnostics=True))
     fns = ref.Fns(params, pad_to=32)
     for i, prompt in enumerate(prompts):
-        assert out.tokens[i] == released_decode(fns, prompt, RELEASED.k, RELEASED.horizon,
-                                                RELEASED.alpha, RELEASED.max_new_tokens, eos,
-                                                transfer == "indirect")
+        tokens, values, weights = released_decode(fns, prompt, RELEASED.k, RELEASED.horizon,
+                                                  RELEASED.alpha, RELEASED.max_new_tokens, eos,
+                                                  transfer == "indirect")
+        assert out.tokens[i] == tokens
+        # Q̂ of every candidate at every step: r, or exp((r − r_BL)/β)·r with r ≠ r_BL
+        np.testing.assert_allclose(out.diagnostics["q"][i], values, rtol=1e-4, atol=1e-4)
+        if transfer == "indirect":      # the weights are far from 1, so they are tested
+            assert np.abs(np.log(weights)).max() > 0.5
