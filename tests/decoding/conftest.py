@@ -16,7 +16,9 @@ def toys():
 @pytest.fixture(scope="session", params=["llama", "gpt2"])
 def tiny(request):
     """(arch, TQParams of random tiny transformers, a second reward model), EOS chosen so that
-    some rows end early: the token greedy SFT emits third for the first test prompt."""
+    some rows end early: the token greedy SFT emits third for the first test prompt. Llama and
+    GPT-2 by default; a test names the architectures it runs on with
+    ``@pytest.mark.parametrize("tiny", [...], indirect=True)`` (``"neox"`` too)."""
     from tqjax.api.decode import decode
     from tqjax.decoding import DecodeConfig
     params, rbl = transformer_params(request.param)

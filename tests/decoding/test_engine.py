@@ -21,11 +21,12 @@ SAMPLED = DecodeConfig(method="tq", k=3, horizon=2, rollouts=2, select="sample",
                        seed=9)
 
 
-@pytest.mark.parametrize("changes", [dict(k=1), dict(alpha=0.0)], ids=["k=1", "alpha=0"])
+# k=1 is a program of its own; one architecture is enough for it
+@pytest.mark.parametrize("changes, tiny", [(dict(k=1), "llama"), (dict(alpha=0.0), "llama"),
+                                           (dict(alpha=0.0), "gpt2")],
+                         indirect=["tiny"], ids=["k=1-llama", "alpha=0-llama", "alpha=0-gpt2"])
 def test_k1_and_alpha0_are_greedy_sft(tiny, prompts, changes):
-    arch, params, _ = tiny
-    if arch != "llama" and "k" in changes:
-        pytest.skip("k=1 is a program of its own; one architecture is enough")
+    _, params, _ = tiny
     sft = decode(params, prompts, DecodeConfig(method="sft", max_new_tokens=5))
     out = decode(params, prompts, DecodeConfig(method="tq", k=3, horizon=3, rollouts=2,
                                                max_new_tokens=5, seed=3).replace(**changes))
@@ -69,10 +70,9 @@ def test_prompt_output_independent_of_batch(toys):
     assert other.tokens[0] == full.tokens[1]
 
 
+@pytest.mark.parametrize("tiny", ["llama"], indirect=True)   # the toy covers the engine's keys
 def test_transformer_padding_and_batch_independence(tiny, prompts):
-    arch, params, _ = tiny
-    if arch != "llama":
-        pytest.skip("one architecture is enough (the toy covers the engine's keys)")
+    _, params, _ = tiny
     config = DecodeConfig(method="tq", k=3, horizon=3, rollouts=2, max_new_tokens=5, seed=3)
     full = decode(params, prompts, config)
     alone = decode(params, [prompts[1]], config, indices=[1])

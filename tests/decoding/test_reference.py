@@ -12,27 +12,29 @@ from tqjax.decoding import DecodeConfig
 
 TQ = DecodeConfig(method="tq", k=3, horizon=3, rollouts=2, max_new_tokens=5, seed=3, rollout_temperature=1.0)
 
-# (config, archs it runs on): every method on llama, the tq family again on gpt2.
+# (config, archs it runs on): every method on llama, the tq family again on gpt2, tq and plain
+# decoding on GPT-NeoX (partial rotary, parallel residual).
 CASES = {
-    "tq": (TQ, ("llama", "gpt2")),
+    "tq": (TQ, ("llama", "gpt2", "neox")),
     "cd": (TQ.replace(method="cd", rollout_temperature=0.0), ("llama",)),
     "args": (TQ.replace(method="args", alpha=2.0), ("gpt2",)),
     "tq-indirect-implicit": (TQ.replace(transfer="indirect", beta=0.5, select="sample"), ("llama",)),
     "tq-indirect-model": (TQ.replace(transfer="indirect", beta=2.0, proposal="baseline"), ("gpt2",)),
     "bon": (DecodeConfig(method="bon", n=3, temperature=1.0, top_k=20, max_new_tokens=5, seed=1),
             ("llama", "gpt2")),
-    "sft": (DecodeConfig(method="sft", max_new_tokens=5), ("llama", "gpt2")),
+    "sft": (DecodeConfig(method="sft", max_new_tokens=5), ("llama", "gpt2", "neox")),
     "baseline": (DecodeConfig(method="baseline", temperature=0.8, top_p=0.9, max_new_tokens=5),
                  ("llama",)),
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
+PAIRS = [(case, arch) for case, (_, archs) in CASES.items() for arch in archs]
+
+
+@pytest.mark.parametrize("case, tiny", PAIRS, indirect=["tiny"], ids=[f"{c}-{a}" for c, a in PAIRS])
 def test_transformer_matches_reference(tiny, prompts, case):
-    arch, params, rbl = tiny
-    config, archs = CASES[case]
-    if arch not in archs:
-        pytest.skip(f"{case} runs on {archs}")
+    _, params, rbl = tiny
+    config, _ = CASES[case]
     if case == "tq-indirect-model":
         params = TQParams(params.sft, params.baseline, params.reward, rbl)
     out = decode(params, prompts, config)
