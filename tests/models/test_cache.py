@@ -125,11 +125,22 @@ def test_bfloat16_cache_decoding_is_close():
     assert np.abs(np.asarray(out) - full[:, 3]).max() < 0.05
 
 
-def test_bfloat16_models_decode_with_tq():
-    """The whole TQ* program compiles and runs with bf16 weights (float32 logits and rewards)."""
+def test_bfloat16_tq_is_close_to_float32():
+    """TQ* with the same weights in bfloat16 and float32: float32 rewards, the same tokens, and
+    rewards, KL and every candidate's Q̂ within 1.5 % of their scale (max |value|). Measured over
+    ten seeds of this setting: 0.1–1.0 % wherever the two take the same decisions (0.5 % at this
+    seed); at two seeds a near-tie in a sampled rollout token went the other way and Q̂ then
+    differed by 8 % and 150 %, which is why the seed is fixed."""
     cfg = ModelConfig.tiny("llama")
-    make = lambda kind, seed: init_model(cfg.replace(kind=kind), jax.random.key(seed), dtype=jnp.bfloat16)
-    params = tqjax.TQParams(sft=make("lm", 0), baseline=make("lm", 1), reward=make("reward", 2))
-    out = tqjax.decode(params, [[5, 6, 7], [8, 9]], tqjax.DecodeConfig(k=3, horizon=2, max_new_tokens=4))
-    assert all(1 <= len(t) <= 4 for t in out.tokens)
-    assert out.rewards.dtype == np.float32 and np.isfinite(out.rewards).all() and np.isfinite(out.kl).all()
+    keys = jax.random.split(jax.random.key(0), 3)
+    models = [init_model(cfg.replace(kind=kind), key) for kind, key in zip(("lm", "lm", "reward"), keys)]
+    bf16 = lambda m: m.replace(params=jax.tree.map(lambda p: p.astype(jnp.bfloat16), m.params))
+    prompts = [[5, 17, 33, 8, 41, 12, 9], [23, 4], [60, 1, 7, 7, 30]]
+    config = tqjax.DecodeConfig(k=3, horizon=2, rollouts=2, rollout_temperature=1.0, select="sample",
+                                max_new_tokens=4, diagnostics=True, seed=1)
+    f32 = tqjax.decode(tqjax.TQParams(*models), prompts, config)
+    b16 = tqjax.decode(tqjax.TQParams(*map(bf16, models)), prompts, config)
+    assert b16.rewards.dtype == np.float32 and b16.tokens == f32.tokens
+    for name, ours, ref in (("reward", b16.rewards, f32.rewards), ("kl", b16.kl, f32.kl),
+                            ("q", np.concatenate(b16.diagnostics["q"]), np.concatenate(f32.diagnostics["q"]))):
+        assert np.abs(ours - ref).max() <= 0.015 * np.abs(ref).max(), name
