@@ -58,7 +58,8 @@ def test_eval_writes_json_table_and_plot(world_dir, tmp_path, capsys):
         for key in ("gold_reward", "kl", "win_rate_vs_sft", "coherence"):
             assert row["ci"][key][0] <= row[key] <= row["ci"][key][1]
     assert report["methods"]["sft"]["win_rate_vs_sft"] == 0.5
-    assert report["matched_compute"]["bon_n"] == round((2 * 3 * 1 * 3 + 3) / 2)
+    # k=3, M=1, H=2: 3 commits + k·M·H rollout proposals + k·M·(H+1) reward positions, per sample 2
+    assert report["matched_compute"]["bon_n"] == round((3 + 3 * 1 * 2 + 3 * 1 * 3) / 2)
     assert (report["prompts"], report["validation_prompts"]) == (2, 2)
     assert sorted(p["value"] for p in report["frontier"]["tq"]) == [1.0, 4.0]
     assert [p["value"] for p in report["frontier"]["bon"]] == [2, 4]
