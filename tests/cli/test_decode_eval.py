@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import pytest
 
@@ -92,11 +93,17 @@ def test_eval_coherence_from_a_sentence_encoder(world_dir, tmp_path):
     assert "stand-in" not in (out / "eval.md").read_text()
 
 
-def test_eval_on_the_shipped_checkpoints(tmp_path):
-    assert main(["eval", "--n-prompts", "2", "--methods", "sft,tq", "--out", str(tmp_path / "e"), *FAST]) == 0
+def test_tq_beats_greedy_sft_on_the_shipped_checkpoints(tmp_path):
+    """The shipped task's point: TQ* at its defaults (k=10, α=1, H=20, 48 new tokens) scores a
+    higher gold reward (`tqjax.world.target_reward`) than greedy SFT on the first 16 held-out
+    prompts. Measured: +2.281 against +1.559, 13 of the 16 prompts better (the per-prompt
+    difference has a standard deviation of 0.93, so the mean's margin is about 3 standard errors);
+    the test asks for +0.25 and a majority of prompts."""
+    assert main(["eval", "--n-prompts", "16", "--methods", "sft,tq", "--out", str(tmp_path / "e")]) == 0
     rows = json.load(open(tmp_path / "e" / "eval.json"))["methods"]
     assert set(rows) == {"sft", "tq"} and rows["sft"]["kl"] == 0.0 and rows["tq"]["kl"] > 0.0
-    assert all(-20 < row["gold_reward"] < 20 and 0 <= row["win_rate_vs_sft"] <= 1 for row in rows.values())
+    assert rows["tq"]["gold_reward"] > rows["sft"]["gold_reward"] + 0.25, rows
+    assert rows["tq"]["win_rate_vs_sft"] > 0.5, rows
 
 
 @pytest.mark.parametrize("lines, message", [
@@ -109,7 +116,7 @@ def test_bad_prompt_files(world_dir, tmp_path, capsys, lines, message):
     prompts = write_prompts(tmp_path / "p.jsonl", lines)
     out = tmp_path / "out.jsonl"
     assert main(["decode", *models(world_dir), "--prompts", prompts, "--out", str(out)]) == 2
-    assert pytest.importorskip("re").search(message, capsys.readouterr().err)
+    assert re.search(message, capsys.readouterr().err)
     assert not out.exists() and not os.path.exists(str(out) + ".partial")
 
 
