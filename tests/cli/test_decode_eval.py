@@ -25,12 +25,12 @@ def models(world_dir):
 def test_decode_job_writes_one_line_per_prompt(world_dir, tmp_path):
     prompts = write_prompts(tmp_path / "p.jsonl", ['{"id": "a", "prompt": "review of the sushi bar :"}',
                                                    '{"id": 7, "prompt_ids": [1, 40, 41, 42]}'])
-    out = tmp_path / "out.jsonl"
+    out = tmp_path / "new" / "out.jsonl"         # the missing folder is created
     assert main(["decode", *models(world_dir), "--prompts", prompts, "--out", str(out), *FAST]) == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [line["id"] for line in lines] == ["a", 7]
     for line in lines:
-        assert set(line) >= {"id", "tokens", "text", "reward", "kl"}
+        assert set(line) == {"id", "tokens", "text", "reward", "kl", "logp_sft", "log_ratio"}
         assert 1 <= len(line["tokens"]) <= 5 and isinstance(line["reward"], float) and line["kl"] >= 0
     assert not os.path.exists(str(out) + ".partial")
 

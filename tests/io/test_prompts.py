@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tqjax.io.prompts import PromptRecord, read_prompts
+from tqjax.io.prompts import PromptRecord, check_new_file, make_folder, read_prompts
 
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi!"}]
 
@@ -51,3 +51,20 @@ def test_malformed_messages_name_the_line(tmp_path, record, message):
     with pytest.raises(ValueError) as info:
         read_prompts(path)
     assert str(info.value).startswith(f"{path}:2: ") and message in str(info.value)
+
+
+def test_output_file_checks(tmp_path):
+    out = tmp_path / "new" / "deeper" / "o.jsonl"
+    check_new_file(str(out), overwrite=False)         # a folder that can be created is fine,
+    assert not (tmp_path / "new").exists()            # and the check creates nothing
+    make_folder(str(out))
+    assert (tmp_path / "new" / "deeper").is_dir()
+    out.write_text("keep\n")
+    with pytest.raises(FileExistsError, match="o.jsonl' already exists; pass --overwrite to replace it"):
+        check_new_file(str(out), overwrite=False)
+    check_new_file(str(out), overwrite=True)
+    with pytest.raises(ValueError, match="deeper' is a folder; give the path of a file"):
+        check_new_file(str(tmp_path / "new" / "deeper"), overwrite=True)
+    (tmp_path / "plain").write_text("")
+    with pytest.raises(ValueError, match=r"its folder '.*plain/sub' cannot be created, '.*plain' is a file"):
+        check_new_file(str(tmp_path / "plain" / "sub" / "o.jsonl"), overwrite=False)

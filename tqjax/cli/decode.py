@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
     add_model_flags(p)
     p.add_argument("--prompts", help="JSONL file of {\"id\", \"prompt\"}, {\"id\", \"prompt_ids\"} "
                                      "or {\"id\", \"messages\"} lines")
-    p.add_argument("--out", help="output JSONL (id, tokens, text, reward, kl, logp_sft per line)")
+    p.add_argument("--out", help="output JSONL (id, tokens, text, reward, kl, logp_sft, log_ratio per line)")
     p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=0,
                    help="prompts per batch (default 0: the largest that fits --memory-budget)")
     add_budget_flag(p)
@@ -48,7 +48,7 @@ def _job(args) -> int:
     from tqdm.auto import tqdm
 
     from tqjax.api.decode import TQParams, decode, prompt_ids
-    from tqjax.io.prompts import check_new_file, read_prompts
+    from tqjax.io.prompts import check_new_file, make_folder, read_prompts, result_line
 
     config = decode_config(args)
     records = read_prompts(args.prompts)
@@ -64,16 +64,13 @@ def _job(args) -> int:
         except (ValueError, TypeError) as e:
             raise type(e)(f"{args.prompts}: id {record.id!r}: {e}") from None
     batch_size, config = auto_batch(args, params, config, [r.value for r in records])
+    make_folder(args.out)
     partial = args.out + ".partial"
     with open(partial, "w") as f, tqdm(total=len(records), desc=f"decode {config.method}", unit="prompt") as bar:
         for lo, hi in _batches(len(records), batch_size):
             out = decode(params, [r.value for r in records[lo:hi]], config, indices=range(lo, hi), mesh=mesh)
             for i, record in enumerate(records[lo:hi]):
-                line = dict(id=record.id, tokens=[int(t) for t in out.tokens[i]],
-                            text=out.texts[i] if out.texts else None,
-                            reward=None if out.rewards is None else float(out.rewards[i]),
-                            kl=float(out.kl[i]), logp_sft=float(out.logp_sft[i]))
-                f.write(json.dumps(line) + "\n")
+                f.write(json.dumps(result_line(record.id, out, i)) + "\n")
             bar.update(hi - lo)
     os.replace(partial, args.out)
     print(f"wrote {len(records)} responses to {args.out}")

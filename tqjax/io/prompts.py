@@ -74,6 +74,32 @@ def _messages(obj: dict, where: str) -> tuple:
 
 
 def check_new_file(path: str, overwrite: bool) -> None:
-    """Refuse to replace an existing output unless ``overwrite``; the folder must exist or be creatable."""
+    """Refuse an output file that exists (unless ``overwrite``), that is a folder, or whose folder
+    can be neither found nor created: the nearest part of it that exists must be a folder. The
+    writer creates a missing folder (`make_folder`)."""
+    if os.path.isdir(path):
+        raise ValueError(f"output {path!r} is a folder; give the path of a file")
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"output {path!r} already exists; pass --overwrite to replace it")
+    folder = existing = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"output {path!r}: its folder {folder!r} cannot be created, "
+                         f"{existing!r} is a file")
+
+
+def result_line(record_id, out, i: int, **extra) -> dict:
+    """The output line (a JSON object) of prompt ``i`` of a `tqjax.DecodeOutput`, as `tqjax decode`
+    and `tqjax batch` write it: ``id``, then ``extra`` (batch: the global ``index``), ``tokens``,
+    ``text``, ``reward``, ``kl``, ``logp_sft``, ``log_ratio``."""
+    return dict(id=record_id, **extra, tokens=[int(t) for t in out.tokens[i]],
+                text=out.texts[i] if out.texts else None,
+                reward=None if out.rewards is None else float(out.rewards[i]),
+                kl=float(out.kl[i]), logp_sft=float(out.logp_sft[i]),
+                log_ratio=float(out.log_ratio[i]))
+
+
+def make_folder(path: str) -> None:
+    """Create the folder of the output file ``path`` if it is missing."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -19,6 +19,8 @@ import re
 import time
 from typing import Callable, Sequence
 
+from tqjax.io.prompts import result_line
+
 JOB_FILE = "job.json"
 # DecodeConfig fields that change memory and speed, never a result: a resume may change them
 RESULT_NEUTRAL = ("candidate_chunk", "diagnostics")
@@ -200,15 +202,6 @@ class Summary:
                 f"{self.tokens} tokens in {self.seconds:.1f} s ({self.tokens_per_s:.1f} tokens/s)")
 
 
-def result_line(record, index: int, out, i: int) -> dict:
-    """The output record of prompt ``i`` of a `DecodeOutput`."""
-    return dict(id=record.id, index=index, tokens=[int(t) for t in out.tokens[i]],
-                text=out.texts[i] if out.texts else None,
-                reward=None if out.rewards is None else float(out.rewards[i]),
-                kl=float(out.kl[i]), logp_sft=float(out.logp_sft[i]),
-                log_ratio=float(out.log_ratio[i]))
-
-
 def pending(records: Sequence, outdir: str, num_processes: int = 1, process_id: int = 0):
     """``(todo, skipped)``: this process's ``(index, record)`` pairs without a result yet.
 
@@ -247,7 +240,7 @@ def run(records: Sequence, decode_fn: Callable, outdir: str, *, batch_size: int,
             for lo in range(0, len(todo), batch_size):
                 batch = todo[lo:lo + batch_size]
                 out = decode_fn([r.value for _, r in batch], [i for i, _ in batch])
-                lines = [result_line(r, i, out, b) for b, (i, r) in enumerate(batch)]
+                lines = [result_line(r.id, out, b, index=i) for b, (i, r) in enumerate(batch)]
                 f.write("".join(json.dumps(line) + "\n" for line in lines).encode())
                 f.flush()
                 os.fsync(f.fileno())
