@@ -18,13 +18,16 @@ def einsum_f32(spec: str, a: Array, b: Array) -> Array:
     """``jnp.einsum`` with a float32 result, accumulating in float32 whatever the inputs' dtype.
 
     XLA:CPU has no bf16 x bf16 -> f32 dot, so on the CPU low-precision operands are upcast
-    first; elsewhere the dot itself accumulates in float32 (``preferred_element_type``).
+    first; elsewhere the dot itself accumulates in float32 (``preferred_element_type``). The
+    choice is made per platform when the program is lowered (`jax.lax.platform_dependent`), not
+    by the machine that traced it, so a program exported on a CPU host runs the GPU/TPU path.
     """
     if a.dtype == jnp.float32 and b.dtype == jnp.float32:
         return jnp.einsum(spec, a, b)
-    if jax.default_backend() == "cpu":
-        return jnp.einsum(spec, a.astype(jnp.float32), b.astype(jnp.float32))
-    return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32)
+    return jax.lax.platform_dependent(
+        a, b,
+        cpu=lambda a, b: jnp.einsum(spec, a.astype(jnp.float32), b.astype(jnp.float32)),
+        default=lambda a, b: jnp.einsum(spec, a, b, preferred_element_type=jnp.float32))
 
 
 def norm(cfg: ModelConfig, p: dict, x_BTD: Array) -> Array:
