@@ -132,16 +132,6 @@ MAX_RESPONSE_WORDS = 40
 MAX_PROMPT_WORDS = 15
 
 
-def positive_adjectives(domain: Domain) -> tuple[str, ...]:
-    """All adjectives the generator may use to praise an aspect in ``domain``."""
-    return STRONG_POSITIVE + MILD_POSITIVE + domain.good
-
-
-def negative_adjectives(domain: Domain) -> tuple[str, ...]:
-    """All adjectives the generator may use to criticise an aspect in ``domain``."""
-    return STRONG_NEGATIVE + MILD_NEGATIVE + domain.bad
-
-
 def topic_words() -> dict[str, int]:
     """Map each word that names a topic (domain names, item words) to its domain index."""
     out: dict[str, int] = {}
