@@ -1,7 +1,7 @@
 """TQ* throughput on an accelerator: a ~1B-parameter random Llama in bfloat16, MFU vs the device peak.
 
 Models are built in-process (random weights, no downloads): SFT, baseline and reward model of
-the same shape. The necessary FLOPs (DESIGN §2, `throughput.necessary_flops`) over the measured
+the same shape. The necessary FLOPs (`throughput.necessary_flops`) over the measured
 decode time, divided by the device's dense bf16 peak, is the MFU. The JSON goes to
 ``benchmarks/results/accelerator-<device>-<date>.json``.
 

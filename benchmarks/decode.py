@@ -2,7 +2,7 @@
 
 TQ* with k=10, H=20, M=1, 32 new tokens (ignore_eos), prompts of 128 tokens, batches of 1, 4 and
 16 prompts, on a random Llama (d=256, 4 layers, vocab 1024). Prints generated tokens/s, rollout
-token-forwards/s, the necessary model FLOPs (DESIGN §2) per second as a % of this machine's matmul
+token-forwards/s, the necessary model FLOPs (docs/design.md) per second as a % of this machine's matmul
 peak measured in the same run, compile seconds, and compiled memory at k = 1, 10 and 32.
 
     python benchmarks/decode.py [--batches 1 4 16] [--new 32]

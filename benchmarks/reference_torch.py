@@ -1,6 +1,6 @@
 """PyTorch + transformers reference implementations of Transfer Q* decoding, for the benchmarks.
 
-Written from the algorithm's description (DESIGN §1, PAPER.md "How the authors' code runs"):
+Written from the algorithm's description (docs/design.md, "Algorithm" and "The authors' released code"):
 
 - `tq_authors_style`: one prompt at a time. The committed sequence is run through the SFT model
   with a KV cache to get the next-token logits. Each step the top-k candidates of π_sft are

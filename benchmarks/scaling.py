@@ -2,7 +2,7 @@
 
 Part 1 measures TQ* decoding on 8 *virtual* CPU devices for meshes (1,1), (8,1) and (2,4). They
 share the machine's cores, so this checks the overhead of sharding only, not speed-up. Part 2
-applies the cost model of DESIGN §2 and the memory planner (`tqjax.decoding.plan`) to a 7B Llama
+applies the cost model of docs/design.md and the memory planner (`tqjax.decoding.plan`) to a 7B Llama
 (SFT, baseline and reward model, bfloat16, k=10, H=20, M=1) on 8×H100 and on a TPU v5e-64 slice:
 a roofline estimate, not a measurement.
 
@@ -63,7 +63,7 @@ PODS = {   # per chip: memory, dense bf16 FLOP/s, HBM bytes/s, interconnect byte
 
 def iteration_time(configs, roles, rows, prompts, slots, suffix, model, hw, nbytes=2):
     """Seconds per device for one token of ``rows`` rows (per device) through ``roles``; the
-    ``rows`` share the committed caches of ``prompts`` rows (``slots`` long, read once, DESIGN §2)
+    ``rows`` share the committed caches of ``prompts`` rows (``slots`` long, read once)
     and each has a private suffix of ``suffix`` slots."""
     flops = bytes_ = comm = 0.0
     for role in roles:
@@ -84,7 +84,7 @@ def project() -> None:
     configs = {"sft": llama, "baseline": llama, "reward": llama.replace(kind="reward")}
     config = tqjax.DecodeConfig(k=10, horizon=20, rollouts=1, max_new_tokens=128)
     T = 256
-    print(f"\nPart 2: cost model (DESIGN §2) + memory planner, 7B Llama x3 (SFT, baseline, reward) bf16, "
+    print(f"\nPart 2: cost model (docs/design.md) + memory planner, 7B Llama x3 (SFT, baseline, reward) bf16, "
           f"k={config.k}, H={config.horizon}, M=1, prompt {T}, {config.max_new_tokens} new tokens")
     print("  per committed token: k·M·(H+1) = 210 token-forwards each of the baseline and the reward "
           "model + 3 commits; roofline per device = max(FLOPs/peak, bytes/HBM) + TP all-reduces")

@@ -131,7 +131,7 @@ def matmul_peak(n=2048, reps=5):
 
 
 def necessary_flops(params: TQParams, s: Setting) -> float:
-    """FLOPs of the work TQ* cannot avoid (DESIGN §2), for all prompts.
+    """FLOPs of the work TQ* cannot avoid (docs/design.md, "Cost and memory"), for all prompts.
 
     Per committed token and row: k·H baseline and k·(H+1) reward token-forwards against the
     cached prefix, and one append per model; plus the prompt prefill of each model. A

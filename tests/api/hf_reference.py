@@ -2,7 +2,7 @@
 
 Each reward is ``model(input_ids).logits[0, 0]`` of the whole sequence, so transformers itself
 decides where the score is read; each next-token distribution is a full forward of the whole
-prefix. Greedy TQ* (and ARGS, H = 0) follows DESIGN §1: top-k of π_sft, greedy rollouts from the
+prefix. Greedy TQ* (and ARGS, H = 0) as in docs/design.md: top-k of π_sft, greedy rollouts from the
 rollout model that end at any stop id, Q̂ = the reward of ``[s, z, τ]``, argmax of
 ``log π_sft(z) + α·Q̂(z)``.
 """

@@ -2,7 +2,7 @@
 
 Every quantity is recomputed from the full token sequence with ``next_logits(role, seq)`` (the
 next-token logits after ``seq``) and ``score(role, seq)`` (the reward of ``seq`` at its last
-token), following DESIGN §1 line by line. Random draws use the engine's documented key scheme
+token), following docs/design.md line by line. Random draws use the engine's documented key scheme
 (`tqjax.decoding.sampler`): ``step = fold_in(prompt_key, t)``; selection and plain sampling
 ``fold_in(step, 0)``; rollout token ``h`` of candidate ``c``, rollout ``m``:
 ``fold_in(fold_in(fold_in(step, 1 + c), m), h)``; best-of-N sample ``j``: prompt key

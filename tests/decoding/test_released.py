@@ -1,5 +1,5 @@
 """Released-code mode: `proposal="baseline"`, greedy rollouts and unnormalised weights reproduce
-what the authors' code does (PAPER.md, "How the authors' code runs"), written out here directly:
+what the authors' code does (docs/design.md, "The authors' released code"), written out here:
 per step, the top-k of the DPO model's raw logits, greedy continuations of H tokens that stop at
 EOS, and the argmax of ``logit + α·value`` with value ``r`` (direct) or ``exp(0.5·(r₂ − r₁))·r₂``
 (indirect, two reward models; β = 2), running the whole token budget (no stop at EOS)."""

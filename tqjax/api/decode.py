@@ -210,7 +210,7 @@ def _place(params: TQParams, arrays: dict, mesh) -> tuple[TQParams, dict]:
 
 def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), *,
            indices=None, mesh=None) -> DecodeOutput:
-    """Decode every prompt with ``config.method`` (DESIGN §1, §4).
+    """Decode every prompt with ``config.method`` (docs/design.md, "Algorithm").
 
     prompts: strings (tokenised with ``params.sft.tokenizer``) or token-id sequences. indices:
     optional ints folded into each prompt's key instead of its list position (a job split over

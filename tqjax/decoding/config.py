@@ -1,4 +1,4 @@
-"""`DecodeConfig`: the frozen, hashable description of one decoding job (DESIGN §1, §4).
+"""`DecodeConfig`: the frozen, hashable description of one decoding job (docs/design.md, "Roles").
 
 The numbers a user sweeps (``alpha``, ``beta``, ``temperature``, ``rollout_temperature``,
 ``top_p``) reach the jitted program as traced scalars (`tqjax.decoding.decode_plan.Knobs`), so
@@ -6,8 +6,9 @@ changing them does not recompile. Everything that changes shapes or control flow
 horizon, rollouts, max_new_tokens, whether a temperature is zero, ...) is decided once in the
 static `tqjax.decoding.decode_plan.DecodePlan`, the engine's jit key.
 
-Released-code mode. The authors' code (PAPER.md) takes the candidates and their prior from the
-baseline (DPO) model, continues them greedily, and weighs indirect rewards as ``exp((r - r_BL)/β)·r``:
+Released-code mode. The authors' code (docs/design.md, "The authors' released code") takes the
+candidates and their prior from the baseline (DPO) model, continues them greedily, and weighs
+indirect rewards as ``exp((r - r_BL)/β)·r``:
 ``DecodeConfig(proposal="baseline", rollout_temperature=0.0, weights="unnormalized", beta=2.0)``
 (with ``ignore_eos=True`` for its fixed token budget). The paper's method, the default here, uses
 the SFT model's top-k and prior and self-normalised weights; rollouts are greedy by default, as in

@@ -1,6 +1,6 @@
 """Memory planning: bytes per device of a decode, the largest batch that fits, a candidate chunk.
 
-The estimate follows what the compiled program holds at its peak (DESIGN §2):
+The estimate follows what the compiled program holds at its peak (docs/design.md, "Cost and memory"):
 
 - **params** of every model, sharded by the rules table (tensor parallel over "model");
 - **committed KV caches** of every active model: ``B × L × 2 × K × (T + max_new_tokens) × H``;

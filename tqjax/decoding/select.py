@@ -1,4 +1,4 @@
-"""Candidates and the token policy of one TQ* step (DESIGN §1, steps 1 and 4).
+"""Candidates and the token policy of one TQ* step (docs/design.md, "Algorithm", steps 1 and 4).
 
 ``score(z) = log prior(z) + α·Q̂(z)`` over the top-k candidates ``z``. A candidate whose Q̂ (or
 score) is NaN or ±inf scores -inf. A row whose every candidate does falls back to the SFT argmax

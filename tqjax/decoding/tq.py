@@ -1,4 +1,4 @@
-"""One TQ* step and its special cases ``cd`` and ``args`` (DESIGN §1, §2).
+"""One TQ* step and its special cases ``cd`` and ``args`` (docs/design.md, "Algorithm").
 
 The value of one candidate is written for one candidate (``candidate_value``) and `vmap`-ped over
 the k candidates (or, with ``candidate_chunk``, mapped over them that many at a time with

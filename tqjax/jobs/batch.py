@@ -1,4 +1,4 @@
-"""Batch jobs over a prompt file that survive being killed (DESIGN §5).
+"""Batch jobs over a prompt file that survive being killed (docs/design.md, "Scale").
 
 Process ``p`` of ``N`` owns the prompts whose line index ``i`` has ``i % N == p`` and appends their
 results to ``OUTDIR/part-{p:05d}.jsonl``. A batch counts as done once its lines are written,

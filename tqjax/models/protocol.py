@@ -1,4 +1,5 @@
-"""The small model protocol the decoding engine is written against (DESIGN §3).
+"""The small model protocol the decoding engine is written against (docs/design.md, "The model
+protocol").
 
 The engine never imports a concrete architecture. Anything that is a JAX pytree and has these
 members can be decoded: the Flax transformer (`tqjax.models.Model`) and the enumerable toy used to

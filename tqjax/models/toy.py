@@ -1,4 +1,5 @@
-"""An enumerable tabular toy that implements the decoding model protocol (DESIGN §3).
+"""An enumerable tabular toy that implements the decoding model protocol (docs/design.md, "The
+model protocol").
 
 The toy is a finite-state machine. Reading the real tokens of a sequence one by one moves a hash
 state ``h ← (h·MULT + token + 1) mod P`` (``h = 0`` before the first token); the head at absolute
