@@ -43,7 +43,7 @@ def test_decode_demo_prints_both_responses(world_dir, capsys):
 
 
 def test_decode_on_the_shipped_checkpoints(capsys):
-    assert SHIPPED.is_dir(), "checkpoints/world is part of the repository"
+    assert SHIPPED.is_dir(), "tqjax/checkpoints/world is part of the package"
     assert main(["decode", *FAST]) == 0
     assert "mean over 6 prompts  TQ*" in capsys.readouterr().out
 

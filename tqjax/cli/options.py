@@ -8,7 +8,9 @@ from pathlib import Path
 
 from tqjax.decoding.config import DecodeConfig
 
-SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints" / "world"
+# The embedded task's trained models ship inside the package (package data), so the demo runs
+# after a plain `pip install` from any folder.
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "world"
 ROLES = {"sft": "sft", "baseline": "baseline-direct", "reward": "reward", "baseline_reward": None}
 
 
