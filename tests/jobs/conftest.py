@@ -39,20 +39,22 @@ def batch_args(files, output, *extra):
             "--output", str(output), *DECODE_FLAGS, *extra]
 
 
-def subprocess_env():
+def subprocess_env(devices=1):
     env = dict(os.environ)
     env.pop("JAX_COORDINATOR_ADDRESS", None)
-    env.update(XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu",
+    env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
                TRANSFORMERS_VERBOSITY="error", TOKENIZERS_PARALLELISM="false",
                JAX_COMPILATION_CACHE_DIR=str(ROOT / ".jax_cache"),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.2")
     return env
 
 
-def start_batch(files, output, *extra, log):
-    """`python -m tqjax.cli.main batch ...` in the background, stdout and stderr to ``log``."""
+def start_batch(files, output, *extra, log, devices=1):
+    """`python -m tqjax.cli.main batch ...` in the background, stdout and stderr to ``log``, on
+    ``devices`` virtual CPU devices."""
     return subprocess.Popen([sys.executable, "-m", "tqjax.cli.main", *batch_args(files, output, *extra)],
-                            cwd=ROOT, env=subprocess_env(), stdout=open(log, "w"), stderr=subprocess.STDOUT)
+                            cwd=ROOT, env=subprocess_env(devices), stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT)
 
 
 def finish(proc, log, timeout=180):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 
-from tqjax.cli.options import (add_decode_flags, add_mesh_flag, add_model_flags, check_roles, decode_config, local_mesh,
+from tqjax.cli.options import (add_decode_flags, add_mesh_flag, add_model_flags, check_roles, decode_config, job_mesh,
                                 model_paths)
 from tqjax.cli.plan import add_budget_flag, auto_batch
 
@@ -57,6 +57,7 @@ def run(args) -> int:
 
     from tqjax.io.prompts import read_prompts
     from tqjax.jobs import batch, distributed
+    from tqjax.parallel.multihost import spans_processes
 
     if args.batch_size < 0:
         raise ValueError(f"--batch-size must be >= 0 (0: auto), got {args.batch_size}")
@@ -77,9 +78,10 @@ def run(args) -> int:
 
     from tqjax.api.decode import TQParams, decode
 
-    mesh = local_mesh(args)
+    mesh = job_mesh(args)
+    lockstep = spans_processes(mesh)       # one global mesh: every process decodes every batch
     params = TQParams(**_load(paths, args.dtype, mesh))
-    mine = list(batch.share(len(records), num_processes, process_id))
+    mine = list(range(len(records)) if lockstep else batch.share(len(records), num_processes, process_id))
     _validate_prompts(args.input, params, records, mine, config)
     batch.write_job(args.output, spec, process_id)
     # after job.json: the batch size and candidate chunk change memory, never the results
@@ -87,8 +89,10 @@ def run(args) -> int:
 
     decode_fn = functools.partial(_decode, decode, params, config, mesh)
     progress = functools.partial(_bar, tqdm, f"batch {config.method} [{process_id}/{num_processes}]")
+    agree = functools.partial(distributed.check_same, what="the prompts left to decode")
     summary = batch.run(records, decode_fn, args.output, batch_size=batch_size,
-                        num_processes=num_processes, process_id=process_id, progress=progress)
+                        num_processes=num_processes, process_id=process_id, progress=progress,
+                        lockstep=lockstep, agree=agree)
     print(f"tqjax batch: {summary}; wrote {batch.part_path(args.output, process_id)}", flush=True)
     distributed.barrier("tqjax batch done")
     distributed.shutdown()
@@ -96,7 +100,7 @@ def run(args) -> int:
 
 
 def _load(paths, dtype, mesh):
-    """The models placed on this process's mesh (only its own devices; hosts split the prompts)."""
+    """The models placed on the job's mesh (this process's devices, or one mesh across hosts)."""
     import tqjax
 
     return {role: tqjax.load(path, dtype=dtype, mesh=mesh) for role, path in paths.items()}

@@ -96,9 +96,32 @@ def load_models(paths: dict, dtype=None) -> dict:
 
 def add_mesh_flag(p) -> None:
     p.add_argument("--mesh", default=None, metavar="DATA,MODEL",
-                   help="device mesh over this process's devices: prompts split over DATA, params "
-                        "tensor-parallel over MODEL (batch default: every local device on DATA; "
-                        "decode default: one device)")
+                   help="device mesh: prompts split over DATA, params tensor-parallel over MODEL. "
+                        "Over this process's devices, or, in a multi-process `tqjax batch` whose "
+                        "DATA×MODEL is every process's devices together, one mesh across hosts "
+                        "(batch default: every local device on DATA; decode default: one device)")
+
+
+def _mesh_sizes(args) -> tuple[int, int]:
+    try:
+        data, model = (int(x) for x in args.mesh.split(","))
+    except ValueError:
+        raise ValueError(f"--mesh must be DATA,MODEL (two ints), got {args.mesh!r}") from None
+    return data, model
+
+
+def job_mesh(args):
+    """``--mesh`` of a `tqjax batch` process: one global mesh when DATA×MODEL is the number of
+    devices of all processes together (and there is more than one process), else `local_mesh`."""
+    import jax
+
+    from tqjax.parallel import make_mesh
+
+    if getattr(args, "mesh", None) and jax.process_count() > 1:
+        data, model = _mesh_sizes(args)
+        if data * model == jax.device_count():
+            return make_mesh(data, model, devices=jax.devices())
+    return local_mesh(args)
 
 
 def local_mesh(args):
@@ -110,8 +133,5 @@ def local_mesh(args):
     devices = jax.local_devices()
     if not getattr(args, "mesh", None):
         return make_mesh(len(devices), 1, devices=devices)
-    try:
-        data, model = (int(x) for x in args.mesh.split(","))
-    except ValueError:
-        raise ValueError(f"--mesh must be DATA,MODEL (two ints), got {args.mesh!r}") from None
+    data, model = _mesh_sizes(args)
     return make_mesh(data, model, devices=devices)

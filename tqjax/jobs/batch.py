@@ -202,8 +202,10 @@ class Summary:
                 f"{self.tokens} tokens in {self.seconds:.1f} s ({self.tokens_per_s:.1f} tokens/s)")
 
 
-def pending(records: Sequence, outdir: str, num_processes: int = 1, process_id: int = 0):
-    """``(todo, skipped)``: this process's ``(index, record)`` pairs without a result yet.
+def pending(records: Sequence, outdir: str, num_processes: int = 1, process_id: int = 0,
+            everyone: bool = False):
+    """``(todo, skipped)``: this process's ``(index, record)`` pairs without a result yet (with
+    ``everyone``, those of every process: all of them decode every batch on one global mesh).
 
     Repairs this process's part (and, on process 0, parts of processes that no longer exist),
     and checks every stored id is one of ``records``.
@@ -215,24 +217,40 @@ def pending(records: Sequence, outdir: str, num_processes: int = 1, process_id: 
         name, rid = sorted(unknown, key=str)[0]
         raise ValueError(f"{outdir!r} holds a result for id {rid!r}, which is not in the input; "
                          f"it belongs to another job")
-    mine = [(i, records[i]) for i in share(len(records), num_processes, process_id)]
+    mine = [(i, records[i]) for i in (range(len(records)) if everyone
+                                       else share(len(records), num_processes, process_id))]
     todo = [(i, r) for i, r in mine if _key(r.id) not in done]
     return todo, len(mine) - len(todo)
 
 
 def run(records: Sequence, decode_fn: Callable, outdir: str, *, batch_size: int,
-        num_processes: int = 1, process_id: int = 0, progress: Callable | None = None) -> Summary:
+        num_processes: int = 1, process_id: int = 0, progress: Callable | None = None,
+        lockstep: bool = False, agree: Callable[[str], None] | None = None) -> Summary:
     """Decode this process's unfinished share of ``records`` into its part file.
 
     records: `PromptRecord`s, in input order (their position is the prompt's global index).
     decode_fn(values, indices) -> `DecodeOutput`: values are prompt strings, token-id lists or
     message lists, indices their global indices (folded into the keys). progress(total, initial)
     -> a tqdm-like bar (``update(n)``, ``close()``), or None.
+
+    lockstep: the processes share one global mesh, so every process decodes every batch of all
+    the unfinished prompts together, and each writes only the rows it owns (``share``): a prompt
+    is still written once, by the same process as without lockstep. ``agree(text)`` raises unless
+    every process passed the same text (`tqjax.jobs.distributed.check_same`): the processes must
+    agree on what is left before the first collective.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    todo, skipped = pending(records, outdir, num_processes, process_id)
-    summary = Summary(process_id, num_processes, total=len(todo) + skipped, skipped=skipped)
+    todo, skipped = pending(records, outdir, num_processes, process_id, everyone=lockstep)
+    if lockstep:
+        if agree is not None:
+            agree(",".join(str(i) for i, _ in todo))
+        owned = lambda i: i % num_processes == process_id
+        skipped = len(share(len(records), num_processes, process_id)) - sum(owned(i) for i, _ in todo)
+    else:
+        owned = lambda i: True
+    summary = Summary(process_id, num_processes, total=sum(owned(i) for i, _ in todo) + skipped,
+                      skipped=skipped)
     bar = progress(summary.total, skipped) if progress else None
     start = time.perf_counter()
     try:
@@ -240,14 +258,15 @@ def run(records: Sequence, decode_fn: Callable, outdir: str, *, batch_size: int,
             for lo in range(0, len(todo), batch_size):
                 batch = todo[lo:lo + batch_size]
                 out = decode_fn([r.value for _, r in batch], [i for i, _ in batch])
-                lines = [result_line(r.id, out, b, index=i) for b, (i, r) in enumerate(batch)]
+                lines = [result_line(r.id, out, b, index=i) for b, (i, r) in enumerate(batch)
+                         if owned(i)]
                 f.write("".join(json.dumps(line) + "\n" for line in lines).encode())
                 f.flush()
                 os.fsync(f.fileno())
-                summary.done += len(batch)
+                summary.done += len(lines)
                 summary.tokens += sum(len(line["tokens"]) for line in lines)
                 if bar is not None:
-                    bar.update(len(batch))
+                    bar.update(len(lines))
     finally:
         summary.seconds = time.perf_counter() - start
         if bar is not None:
