@@ -20,6 +20,7 @@ from tqjax.decoding.config import DecodeConfig
 from tqjax.decoding.decode_plan import (ROLE_KINDS, DecodePlan, Knobs, batch_bucket, plan_for,
                                        prompt_bucket)
 from tqjax.models.protocol import check_protocol
+from tqjax.parallel.multihost import fetch, put_global, spans_processes
 from tqjax.io.chat import has_chat_template, is_messages, render_chat
 
 
@@ -204,7 +205,10 @@ def _place(params: TQParams, arrays: dict, mesh) -> tuple[TQParams, dict]:
         return model.replace(params=jax.device_put(model.params, param_shardings(model.config, mesh)))
 
     placed = TQParams(*(put(getattr(params, f.name)) for f in dataclasses.fields(TQParams)))
-    arrays = {k: jax.device_put(v, batch_sharding(mesh, v.ndim)) for k, v in arrays.items()}
+    if spans_processes(mesh):      # one mesh across hosts: every process holds the whole batch
+        arrays = {k: put_global(v, batch_sharding(mesh, v.ndim)) for k, v in arrays.items()}
+    else:
+        arrays = {k: jax.device_put(v, batch_sharding(mesh, v.ndim)) for k, v in arrays.items()}
     return placed, arrays
 
 
@@ -225,7 +229,7 @@ def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), *,
         params, arrays = _place(params, arrays, mesh)
     out = engine.decode_arrays(params, arrays["tokens_BT"], arrays["start_B"], arrays["keys_B"],
                                arrays["live_B"], Knobs.from_config(config), plan=plan)
-    out = jax.device_get(out)
+    out = fetch(out)
     P = len(token_lists)
     lengths = out["length_B"][:P]
     tokens = [out["tokens_BN"][i, :lengths[i]].tolist() for i in range(P)]
