@@ -122,7 +122,8 @@ def test_bad_prompt_files(world_dir, tmp_path, capsys, lines, message):
 
 def test_missing_checkpoint_folder(world_dir, tmp_path, capsys):
     prompts = write_prompts(tmp_path / "p.jsonl", ['{"id": 1, "prompt": "a"}'])
-    args = ["decode", "--sft", str(tmp_path / "nope"), "--prompts", prompts, "--out", str(tmp_path / "o.jsonl")]
+    args = ["decode", "--method", "sft", "--sft", str(tmp_path / "nope"), "--prompts", prompts,
+            "--out", str(tmp_path / "o.jsonl")]
     assert main(args) == 2
     assert "--sft folder" in capsys.readouterr().err and not (tmp_path / "o.jsonl").exists()
 
@@ -130,7 +131,8 @@ def test_missing_checkpoint_folder(world_dir, tmp_path, capsys):
 def test_wrong_checkpoint_folder(world_dir, tmp_path, capsys):
     prompts = write_prompts(tmp_path / "p.jsonl", ['{"id": 1, "prompt": "a"}'])
     (tmp_path / "empty").mkdir()
-    assert main(["decode", "--sft", str(tmp_path / "empty"), "--prompts", prompts, "--out", str(tmp_path / "o.jsonl")]) == 2
+    assert main(["decode", "--method", "sft", "--sft", str(tmp_path / "empty"), "--prompts", prompts,
+                 "--out", str(tmp_path / "o.jsonl")]) == 2
     assert "no config.json" in capsys.readouterr().err
 
 
