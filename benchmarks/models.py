@@ -4,9 +4,8 @@ For a random Llama-style model (d=256, 4 layers, 8 query / 2 kv heads, vocab 102
 ``save_pretrained`` and loaded into both stacks, it prints for batch 1, 8 and 64:
 
 - prefill tokens/s of a 128-token prompt;
-- decode-step latency: one token per row appended to the cache, averaged over ``--steps`` steps;
-- the same decode step with a stacked ``[L, B, S, K, H]`` cache that is sliced every step (written
-  here only, to measure the layout tqjax did not choose against its per-layer ``[B, K, S, H]``).
+- decode-step latency: one token per row appended to the cache (tqjax: stacked ``[L, B, K, S, H]``,
+  the layers as one scan), averaged over ``--steps`` steps.
 
 Repetitions of the implementations are interleaved and medians reported, so that the ratios hold
 on a shared machine. Usage: ``python benchmarks/models.py [--batches 1 8 64] [--reps 5]``.
@@ -31,28 +30,6 @@ import torch  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tqjax  # noqa: E402
 from reference_torch import random_hf_model  # noqa: E402
-from tqjax.models import transformer  # noqa: E402
-from tqjax.models.layers import attend  # noqa: E402
-
-
-# -- the stacked-cache variant (measured, not used by tqjax) --------------------------------------
-
-def stacked_append(model, tokens_B, k_LBSKH, v_LBSKH, start_B, length):
-    """``Model.append`` with one stacked ``[L, B, S, K, H]`` cache per k/v, sliced each layer."""
-    pos_B1 = (length - start_B)[:, None]
-    s = jnp.arange(k_LBSKH.shape[2])
-    mask_B1S = ((s[None] >= start_B[:, None]) & (s[None] <= length))[:, None, :]
-    kv = [k_LBSKH, v_LBSKH]
-
-    def attn(layer, q, k, v):
-        kv[0] = jax.lax.dynamic_update_slice(kv[0], k[None].astype(kv[0].dtype), (layer, 0, length, 0, 0))
-        kv[1] = jax.lax.dynamic_update_slice(kv[1], v[None].astype(kv[1].dtype), (layer, 0, length, 0, 0))
-        k_BKSH = kv[0][layer].transpose(0, 2, 1, 3)
-        v_BKSH = kv[1][layer].transpose(0, 2, 1, 3)
-        return attend(q, [(k_BKSH, v_BKSH, mask_B1S)])
-
-    h = transformer.hidden(model.config, model.params, tokens_B[:, None], pos_B1, attn)
-    return transformer.head(model.config, model.params, h)[:, 0], kv[0], kv[1], length + 1
 
 
 # -- one measurement each -------------------------------------------------------------------------
@@ -66,7 +43,6 @@ class JaxBench:
         self.model, self.prompt, self.steps = model, prompt, steps
         self.prefill = jax.jit(type(model).prefill)
         self.append = jax.jit(type(model).append, donate_argnums=(2,))
-        self.stacked = jax.jit(stacked_append, donate_argnums=(2, 3))
 
     def cache(self, B):
         return self.model.init_cache(B, self.prompt + self.steps + 1)
@@ -85,18 +61,6 @@ class JaxBench:
         t = time.perf_counter()
         for i in range(self.steps):
             out, cache = self.append(self.model, next_BN[:, i], cache)
-        jax.block_until_ready(out)
-        return (time.perf_counter() - t) / self.steps, out
-
-    def time_stacked(self, tokens_BT, next_BN):
-        _, _, cache = self.time_prefill(tokens_BT)
-        k = jnp.stack([x.transpose(0, 2, 1, 3) for x in cache.k])
-        v = jnp.stack([x.transpose(0, 2, 1, 3) for x in cache.v])
-        length = cache.length
-        jax.block_until_ready((k, v))
-        t = time.perf_counter()
-        for i in range(self.steps):
-            out, k, v, length = self.stacked(self.model, next_BN[:, i], k, v, cache.start_B, length)
         jax.block_until_ready(out)
         return (time.perf_counter() - t) / self.steps, out
 
@@ -139,24 +103,21 @@ def run(batches, prompt, steps, reps, seed=0):
         t0 = time.perf_counter()
         _, out_j, _ = jb.time_prefill(tok_j)
         _, out_jd = jb.time_decode(tok_j, nxt_j)
-        _, out_sd = jb.time_stacked(tok_j, nxt_j)
         compile_s = time.perf_counter() - t0
         _, out_t, _ = tbs[0].time_prefill(tok_t)
         _, out_td = tbs[0].time_decode(tok_t, nxt_t)
         diff = max(float(np.max(np.abs(np.asarray(out_j) - out_t.numpy()))),
-                   float(np.max(np.abs(np.asarray(out_jd) - out_td.numpy()))),
-                   float(np.max(np.abs(np.asarray(out_sd) - out_td.numpy()))))
-        t = {name: [] for name in ["jp", "jd", "sd"] + [f"{x}{n}" for n in threads for x in ("tp", "td")]}
+                   float(np.max(np.abs(np.asarray(out_jd) - out_td.numpy()))))
+        t = {name: [] for name in ["jp", "jd"] + [f"{x}{n}" for n in threads for x in ("tp", "td")]}
         for _ in range(reps):   # interleaved: every repetition runs every variant back to back
             t["jp"].append(jb.time_prefill(tok_j)[0])
             for tb in tbs:
                 t[f"tp{tb.threads}"].append(tb.time_prefill(tok_t)[0])
             t["jd"].append(jb.time_decode(tok_j, nxt_j)[0])
-            t["sd"].append(jb.time_stacked(tok_j, nxt_j)[0])
             for tb in tbs:
                 t[f"td{tb.threads}"].append(tb.time_decode(tok_t, nxt_t)[0])
         m = {name: _median(v) for name, v in t.items()}
-        row = dict(B=B, jp=B * prompt / m["jp"], jd=m["jd"] * 1e3, sd=m["sd"] * 1e3, diff=diff,
+        row = dict(B=B, jp=B * prompt / m["jp"], jd=m["jd"] * 1e3, diff=diff,
                    compile=compile_s)
         for n in threads:
             row[f"tp{n}"], row[f"td{n}"] = B * prompt / m[f"tp{n}"], m[f"td{n}"] * 1e3
@@ -179,13 +140,11 @@ def print_table(rows, prompt, steps, reps):
     for r in rows:
         tvals = " | ".join(f"{r[f'tp{n}']:,.0f}" for n in threads)
         print(f"| {r['B']} | {r['jp']:,.0f} | {tvals} | {r['jp'] / r['tp']:.2f}x |")
-    print(f"\nDecode step (one token per row), ms\n\n| batch | tqjax [B,K,S,H] per layer | stacked "
-          f"[L,B,S,K,H] | {tcols} | best torch / tqjax | stacked / per-layer | max abs diff logits |\n"
-          f"|---:|---:|---:|{align}|---:|---:|---:|")
+    print(f"\nDecode step (one token per row), ms\n\n| batch | tqjax | {tcols} | best torch / tqjax "
+          f"| max abs diff logits |\n|---:|---:|{align}|---:|---:|")
     for r in rows:
         tvals = " | ".join(f"{r[f'td{n}']:.2f}" for n in threads)
-        print(f"| {r['B']} | {r['jd']:.2f} | {r['sd']:.2f} | {tvals} | {r['td'] / r['jd']:.2f}x "
-              f"| {r['sd'] / r['jd']:.2f}x | {r['diff']:.1e} |")
+        print(f"| {r['B']} | {r['jd']:.2f} | {tvals} | {r['td'] / r['jd']:.2f}x | {r['diff']:.1e} |")
     print("\nRatios > 1: tqjax faster. torch nT: torch.set_num_threads(n); 'best torch' is the faster"
           " thread count at that batch (on a shared machine one thread is often faster).")
 

@@ -48,9 +48,9 @@ def compiled_bytes(params, config):
 
 D = tqjax.DecodeConfig
 # (config, largest |estimate / compiled - 1| allowed): the figures the README states ("Scale").
-# Measured on XLA:CPU (jax 0.10): TQ*, CD and ARGS from -2.9 % to +7.6 % (k16 H16); plain
-# decoding and best-of-N under by up to 11.8 % ("baseline"), because XLA runs the prefills of
-# the models side by side, which the planner (one model's prefill at a time) does not model.
+# Measured on XLA:CPU (jax 0.10), layers as a scan: TQ*, CD and ARGS from -5.1 % (k8) to +2.4 %
+# (k16 H16); plain decoding and best-of-N from -0.9 % to +5.9 % (bon n2). With the layers unrolled,
+# XLA ran the models' prefills side by side and the planner (one at a time) was up to 11.8 % under.
 ROLLOUTS, PLAIN = 0.08, 0.12
 PLANNED = {
     "k8": (D(k=8, horizon=8, max_new_tokens=16), ROLLOUTS),

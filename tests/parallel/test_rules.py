@@ -41,12 +41,13 @@ def test_heads_not_divisible_by_the_model_axis_are_named():
 def test_params_follow_the_rules_table():
     cfg = ModelConfig.tiny("llama", n_heads=8, n_kv_heads=8)
     model = shard_model(init_model(cfg, jax.random.key(0)), make_mesh(2, 4))
-    layer = model.params["layers"][0]
-    assert layer["q_DNH"].sharding.spec == P(None, "model", None)
-    assert layer["o_NHD"].sharding.spec == P("model", None, None)
-    assert layer["down_FD"].sharding.spec == P("model", None)
+    layers = model.params["layers"]                       # stacked: a leading layers axis, never sharded
+    assert layers["q_DNH"].sharding.spec == P(None, None, "model", None)
+    assert layers["o_NHD"].sharding.spec == P(None, "model", None, None)
+    assert layers["down_FD"].sharding.spec == P(None, "model", None)
+    assert layers["attn_norm"]["scale"].sharding.spec == P(None, None)
     assert model.params["embed_VD"].sharding.spec == P(None, None)
-    assert layer["q_DNH"].addressable_shards[0].data.shape == (32, 2, 4)
+    assert layers["q_DNH"].addressable_shards[0].data.shape == (2, 32, 2, 4)
 
 
 def test_load_restores_into_the_mesh(tmp_path):
@@ -55,8 +56,8 @@ def test_load_restores_into_the_mesh(tmp_path):
     tqjax.save(model, tmp_path / "m")
     mesh = make_mesh(2, 4)
     back = tqjax.load(tmp_path / "m", mesh=mesh)
-    up = back.params["layers"][1]["up_DF"]
-    assert up.sharding.spec == P(None, "model") and len(up.addressable_shards) == 8
-    np.testing.assert_array_equal(np.asarray(up), np.asarray(model.params["layers"][1]["up_DF"]))
+    up = back.params["layers"]["up_DF"]
+    assert up.sharding.spec == P(None, None, "model") and len(up.addressable_shards) == 8
+    np.testing.assert_array_equal(np.asarray(up), np.asarray(model.params["layers"]["up_DF"]))
     tokens = np.arange(3, 15)[None]
     np.testing.assert_allclose(np.asarray(tqjax.logits(back, tokens)), np.asarray(tqjax.logits(model, tokens)), atol=1e-5)

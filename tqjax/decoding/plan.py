@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from tqjax.decoding.decode_plan import CANDIDATE_METHODS, DecodePlan, batch_bucket, prompt_bucket
 from tqjax.models.transformer import param_shapes
-from tqjax.parallel.rules import FIELDS, RULES, logical_axes
+from tqjax.parallel.rules import FIELDS, RULES, param_axes
 
 F32 = 4
 STEP_ROW_F32 = dict(vocab=3, scores=2, mlp=2, width=4)      # live float32 copies per rollout row
@@ -175,7 +175,7 @@ def param_bytes(config, nbytes: int, sizes: dict) -> int:
     is_shape = lambda x: isinstance(x, tuple) and all(isinstance(d, int) for d in x)
     total = 0
     for path, shape in jax.tree_util.tree_flatten_with_path(param_shapes(config), is_leaf=is_shape)[0]:
-        axes = logical_axes(path[-1].key, len(shape))
+        axes = param_axes(path, len(shape))
         total += math.prod(_local(d, a, sizes) for d, a in zip(shape, axes))
     return total * nbytes
 
@@ -226,8 +226,11 @@ def plan(params_or_configs, config, batch: int, prompt_len: int, mesh=None, *, d
         readers = dplan.readers
         step = n * F32 * _row(largest, sizes, S + H + 1, STEP_ROW_F32)
         for role in readers:
-            copies = BLOCK_TOKEN_F32 if configs[role].kind == "lm" else dict(BLOCK_TOKEN_F32, vocab=0)
-            step = max(step, n * (H + 1) * F32 * _row(configs[role], sizes, S + H + 1, copies))
+            c = configs[role]
+            block = _row(c, sizes, S + H + 1, dict(BLOCK_TOKEN_F32, vocab=0))
+            if c.kind == "lm":   # the head's logits come after the scan over layers, not beside it
+                block = max(block, BLOCK_TOKEN_F32["vocab"] * c.vocab_size)
+            step = max(step, n * (H + 1) * F32 * block)
     step = max(step, rows * F32 * STEP_ROW_F32["vocab"] * largest.vocab_size * len(roles))
     prefill = rows * T * F32 * _row(largest, sizes, T, PREFILL_TOKEN_F32)
     return MemoryPlan(batch=B, prompt_len=T, candidates=C, mesh=(data, model), params=params,

@@ -158,7 +158,8 @@ def convert(cfg: ModelConfig, tensors: dict[str, np.ndarray]) -> dict:
 
 
 def _unflatten(cfg: ModelConfig, flat: dict) -> dict:
-    shapes = param_shapes(cfg)
+    """The tree of ``flat`` (keyed by per-layer paths), with the layers stacked ``[L, ...]``."""
+    shapes = param_shapes(cfg, stacked=False)
 
     def build(node, path):
         if isinstance(node, dict):
@@ -169,4 +170,12 @@ def _unflatten(cfg: ModelConfig, flat: dict) -> dict:
         assert tuple(value.shape) == node, (path, value.shape, node)
         return value
 
-    return build(shapes, ())
+    params = build(shapes, ())
+    params["layers"] = _stack(params["layers"])
+    return params
+
+
+def _stack(nodes: list):
+    if isinstance(nodes[0], dict):
+        return {k: _stack([n[k] for n in nodes]) for k in nodes[0]}
+    return np.stack(nodes)

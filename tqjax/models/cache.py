@@ -11,23 +11,23 @@ Array = jax.Array
 
 @flax.struct.dataclass
 class KVCache:
-    """Head-major per-layer cache of a left-padded batch.
+    """Head-major cache of a left-padded batch, stacked over layers.
 
-    ``k[l]``, ``v[l]``: ``[B, K, S, H]``; ``start_B``: first real slot of each row;
-    ``length``: slots filled so far (the same for every row, because rows share a right edge);
-    ``read_B``: float32, a reward model's score of the committed sequence as transformers reads it
-    (at its rightmost token that is not the pad id; zeros for a language model).
+    ``k``, ``v``: ``[L, B, K, S, H]`` (layer ``l`` is ``k[l]``); ``start_B``: first real slot of
+    each row; ``length``: slots filled so far (the same for every row, because rows share a right
+    edge); ``read_B``: float32, a reward model's score of the committed sequence as transformers
+    reads it (at its rightmost token that is not the pad id; zeros for a language model).
     """
 
-    k: tuple
-    v: tuple
+    k: Array
+    v: Array
     start_B: Array
     length: Array
     read_B: Array
 
     @property
     def size(self) -> int:
-        return self.k[0].shape[2]
+        return self.k.shape[3]
 
     def filled_B1S(self) -> Array:
         """``[B, 1, S]``: the slots that hold a real committed token (what a suffix attends to)."""
@@ -41,24 +41,22 @@ class KVCache:
 
 @flax.struct.dataclass
 class Suffix:
-    """Private tokens of one rollout per batch row: ``k[l]``, ``v[l]``: ``[B, K, U, H]``;
+    """Private tokens of one rollout per batch row: ``k``, ``v``: ``[L, B, K, U, H]``;
     ``read_B`` as in `KVCache`, for the prefix and the suffix so far."""
 
-    k: tuple
-    v: tuple
+    k: Array
+    v: Array
     length: Array
     read_B: Array
 
 
 def empty_cache(n_layers, batch, n_kv_heads, length, head_dim, dtype) -> KVCache:
-    shape = (batch, n_kv_heads, length, head_dim)
-    zeros = tuple(jnp.zeros(shape, dtype) for _ in range(n_layers))
+    zeros = jnp.zeros((n_layers, batch, n_kv_heads, length, head_dim), dtype)
     return KVCache(k=zeros, v=zeros, start_B=jnp.zeros((batch,), jnp.int32),
                    length=jnp.zeros((), jnp.int32), read_B=jnp.zeros((batch,), jnp.float32))
 
 
 def empty_suffix(cache: KVCache, length: int) -> Suffix:
-    batch, n_kv_heads, _, head_dim = cache.k[0].shape
-    shape = (batch, n_kv_heads, length, head_dim)
-    zeros = tuple(jnp.zeros(shape, cache.k[0].dtype) for _ in cache.k)
+    L, batch, n_kv_heads, _, head_dim = cache.k.shape
+    zeros = jnp.zeros((L, batch, n_kv_heads, length, head_dim), cache.k.dtype)
     return Suffix(k=zeros, v=zeros, length=jnp.zeros((), jnp.int32), read_B=cache.read_B)

@@ -79,10 +79,10 @@ class Model:
         pos_BT = jnp.broadcast_to(jnp.arange(T), tokens_BT.shape)
         causal_BTS = jnp.broadcast_to(jnp.tril(jnp.ones((T, T), bool)), (tokens_BT.shape[0], T, T))
 
-        def attn(layer, q, k, v):
-            return attend(q, [(k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), causal_BTS)])
+        def attn(layer, state, q, k, v):
+            return attend(q, [(k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), causal_BTS)]), state
 
-        return transformer.hidden(self.config, self.params, tokens_BT, pos_BT, attn)
+        return transformer.hidden(self.config, self.params, tokens_BT, pos_BT, attn)[0]
 
     def forward(self, tokens_BT: Array) -> Array:
         """Head output at every position of unpadded / right-padded ``tokens_BT``."""
@@ -101,15 +101,13 @@ class Model:
         slots = jnp.arange(T)
         pos_BT = jnp.maximum(slots[None] - start_B[:, None], 0)
         mask_BTS = (slots[None, None, :] >= start_B[:, None, None]) & (slots[None, None, :] <= slots[None, :, None])
-        ks, vs = list(cache.k), list(cache.v)
 
-        def attn(layer, q, k, v):
+        def attn(layer, kv, q, k, v):
             k_BKTH, v_BKTH = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
-            ks[layer] = jax.lax.dynamic_update_slice(ks[layer], k_BKTH.astype(ks[layer].dtype), (0, 0, 0, 0))
-            vs[layer] = jax.lax.dynamic_update_slice(vs[layer], v_BKTH.astype(vs[layer].dtype), (0, 0, 0, 0))
-            return attend(q, [(k_BKTH, v_BKTH, mask_BTS)])
+            kv = _write(kv, layer, 0, k_BKTH, v_BKTH)
+            return attend(q, [(k_BKTH, v_BKTH, mask_BTS)]), kv
 
-        h = transformer.hidden(self.config, self.params, tokens_BT, pos_BT, attn)
+        h, (ks, vs) = transformer.hidden(self.config, self.params, tokens_BT, pos_BT, attn, (cache.k, cache.v))
         if self.kind == "reward":
             scores_BT = transformer.head(self.config, self.params, h)
             idx_B = read_index(tokens_BT, start_B, self.config.pad_token_id)[:, -1]
@@ -117,7 +115,7 @@ class Model:
         else:
             out = transformer.head(self.config, self.params, h[:, -1:])[:, 0]
             read_B = cache.read_B
-        return out, KVCache(k=tuple(ks), v=tuple(vs), start_B=start_B,
+        return out, KVCache(k=ks, v=vs, start_B=start_B,
                             length=jnp.asarray(T, jnp.int32), read_B=read_B)
 
     def append(self, tokens_B: Array, cache: KVCache) -> tuple[Array, KVCache]:
@@ -126,16 +124,14 @@ class Model:
         pos_B1 = (slot - cache.start_B)[:, None]
         s = jnp.arange(cache.size)
         mask_B1S = ((s[None] >= cache.start_B[:, None]) & (s[None] <= slot))[:, None, :]
-        ks, vs = list(cache.k), list(cache.v)
 
-        def attn(layer, q, k, v):
-            ks[layer] = jax.lax.dynamic_update_slice(ks[layer], k.transpose(0, 2, 1, 3).astype(ks[layer].dtype), (0, 0, slot, 0))
-            vs[layer] = jax.lax.dynamic_update_slice(vs[layer], v.transpose(0, 2, 1, 3).astype(vs[layer].dtype), (0, 0, slot, 0))
-            return attend(q, [(ks[layer], vs[layer], mask_B1S)])
+        def attn(layer, kv, q, k, v):
+            kv = _write(kv, layer, slot, k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3))
+            return attend(q, [_layer(kv, layer) + (mask_B1S,)]), kv
 
-        h = transformer.hidden(self.config, self.params, tokens_B[:, None], pos_B1, attn)
+        h, (ks, vs) = transformer.hidden(self.config, self.params, tokens_B[:, None], pos_B1, attn, (cache.k, cache.v))
         out, read_B = self._read(transformer.head(self.config, self.params, h)[:, 0], tokens_B, cache.read_B)
-        return out, cache.replace(k=tuple(ks), v=tuple(vs), length=slot + 1, read_B=read_B)
+        return out, cache.replace(k=ks, v=vs, length=slot + 1, read_B=read_B)
 
     def init_suffix(self, cache: KVCache, length: int) -> Suffix:
         return empty_suffix(cache, length)
@@ -145,18 +141,17 @@ class Model:
         u = suffix.length
         pos_B1 = (cache.length - cache.start_B + u)[:, None]
         prefix_B1S = cache.filled_B1S()
-        own_11U = (jnp.arange(suffix.k[0].shape[2]) <= u)[None, None, :]
+        own_11U = (jnp.arange(suffix.k.shape[3]) <= u)[None, None, :]
         own_B1U = jnp.broadcast_to(own_11U, (tokens_B.shape[0], 1, own_11U.shape[-1]))
-        ks, vs = list(suffix.k), list(suffix.v)
+        prefix = (cache.k, cache.v)
 
-        def attn(layer, q, k, v):
-            ks[layer] = jax.lax.dynamic_update_slice(ks[layer], k.transpose(0, 2, 1, 3).astype(ks[layer].dtype), (0, 0, u, 0))
-            vs[layer] = jax.lax.dynamic_update_slice(vs[layer], v.transpose(0, 2, 1, 3).astype(vs[layer].dtype), (0, 0, u, 0))
-            return attend(q, [(cache.k[layer], cache.v[layer], prefix_B1S), (ks[layer], vs[layer], own_B1U)])
+        def attn(layer, kv, q, k, v):
+            kv = _write(kv, layer, u, k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3))
+            return attend(q, [_layer(prefix, layer) + (prefix_B1S,), _layer(kv, layer) + (own_B1U,)]), kv
 
-        h = transformer.hidden(self.config, self.params, tokens_B[:, None], pos_B1, attn)
+        h, (ks, vs) = transformer.hidden(self.config, self.params, tokens_B[:, None], pos_B1, attn, (suffix.k, suffix.v))
         out, read_B = self._read(transformer.head(self.config, self.params, h)[:, 0], tokens_B, suffix.read_B)
-        return out, Suffix(k=tuple(ks), v=tuple(vs), length=u + 1, read_B=read_B)
+        return out, Suffix(k=ks, v=vs, length=u + 1, read_B=read_B)
 
     def forward_suffix(self, tokens_BU: Array, cache: KVCache) -> Array:
         """Head output at every token of a whole suffix ``[B, U]`` at once (causal within it).
@@ -168,12 +163,13 @@ class Model:
         pos_BU = (cache.length - cache.start_B)[:, None] + jnp.arange(U)[None, :]
         prefix_B1S = cache.filled_B1S()
         causal_BUU = jnp.broadcast_to(jnp.tril(jnp.ones((U, U), bool)), (B, U, U))
+        prefix = (cache.k, cache.v)
 
-        def attn(layer, q, k, v):
+        def attn(layer, state, q, k, v):
             own = (k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), causal_BUU)
-            return attend(q, [(cache.k[layer], cache.v[layer], prefix_B1S), own])
+            return attend(q, [_layer(prefix, layer) + (prefix_B1S,), own]), state
 
-        h = transformer.hidden(self.config, self.params, tokens_BU, pos_BU, attn)
+        h, _ = transformer.hidden(self.config, self.params, tokens_BU, pos_BU, attn)
         out_BU = transformer.head(self.config, self.params, h)
         pad = self.config.pad_token_id
         if self.kind != "reward" or pad is None:
@@ -181,6 +177,17 @@ class Model:
         idx_BU = jax.lax.cummax(jnp.where(tokens_BU != pad, jnp.arange(U)[None], -1), axis=1)
         read_BU = jnp.take_along_axis(out_BU, jnp.maximum(idx_BU, 0), axis=1)
         return jnp.where(idx_BU >= 0, read_BU, cache.read_B[:, None])
+
+
+def _layer(kv, layer) -> tuple[Array, Array]:
+    """Layer ``layer``'s ``[B, K, S, H]`` keys and values of a stacked ``(k, v)`` pair."""
+    return tuple(jax.lax.dynamic_index_in_dim(x, layer, keepdims=False) for x in kv)
+
+
+def _write(kv, layer, slot, k_BKTH: Array, v_BKTH: Array) -> tuple[Array, Array]:
+    """``(k, v)`` stacked ``[L, B, K, S, H]`` with layer ``layer``'s slots from ``slot`` on written."""
+    return tuple(jax.lax.dynamic_update_slice(x, new[None].astype(x.dtype), (layer, 0, 0, slot, 0))
+                 for x, new in zip(kv, (k_BKTH, v_BKTH)))
 
 
 def read_index(tokens_BT: Array, first_B: Array, pad_id: int | None) -> Array:

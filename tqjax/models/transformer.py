@@ -1,13 +1,16 @@
 """The decoder as pure functions over a parameter pytree.
 
 Parameter names carry their dimensions (``q_DNH``: model width -> query heads x head dim).
-Every attention mode (prefill, append, rollout suffix) runs the same blocks; only the function
-that reads and writes keys and values differs, and it is passed in per layer.
+The layers are stacked: every leaf under ``params["layers"]`` has a leading ``L`` axis
+(``q_DNH``: ``[L, D, N, H]``), and the blocks run as one `lax.scan` over it, so a program's
+size and compile time do not grow with depth. Every attention mode (prefill, append, rollout
+suffix) runs the same blocks; only the function that reads and writes keys and values differs,
+and it is passed in with the state it carries through the layers (e.g. a stacked KV cache).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -16,13 +19,13 @@ from tqjax.models.config import ModelConfig
 from tqjax.models.layers import activate, apply_rope, einsum_f32, norm
 
 Array = jax.Array
-# (layer index, q_BTNH, k_BTKH, v_BTKH) -> attention output q-shaped
-AttnFn = Callable[[int, Array, Array, Array], Array]
+# (layer index: traced int32, state, q_BTNH, k_BTKH, v_BTKH) -> (attention output q-shaped, state)
+AttnFn = Callable[[Array, Any, Array, Array, Array], tuple[Array, Any]]
 
 
-def param_shapes(cfg: ModelConfig) -> dict:
-    """The shape of every parameter, as a pytree of tuples (one source of truth for init/import)."""
-    D, N, K, H, F, V = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.mlp_dim, cfg.vocab_size
+def layer_shapes(cfg: ModelConfig) -> dict:
+    """The shape of one layer's parameters (the slice of ``params["layers"]`` one block sees)."""
+    D, N, K, H, F = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.mlp_dim
     ln = {"scale": (D,)} if cfg.arch == "llama" else {"scale": (D,), "bias": (D,)}
     layer = {"attn_norm": dict(ln), "mlp_norm": dict(ln),
              "q_DNH": (D, N, H), "k_DKH": (D, K, H), "v_DKH": (D, K, H), "o_NHD": (N, H, D),
@@ -37,7 +40,20 @@ def param_shapes(cfg: ModelConfig) -> dict:
         layer.update(up_F=(F,), down_D=(D,))
         if cfg.arch == "llama":
             layer["gate_F"] = (F,)
-    shapes = {"embed_VD": (V, D), "layers": [dict(layer) for _ in range(cfg.n_layers)], "final_norm": dict(ln)}
+    return layer
+
+
+def param_shapes(cfg: ModelConfig, stacked: bool = True) -> dict:
+    """The shape of every parameter, as a pytree of tuples (one source of truth for init/import).
+
+    ``params["layers"]`` is one dict whose leaves have a leading ``L`` axis; ``stacked=False``
+    gives the per-layer list of tqjax checkpoints of format 1 instead.
+    """
+    D, V, L = cfg.d_model, cfg.vocab_size, cfg.n_layers
+    ln = {"scale": (D,)} if cfg.arch == "llama" else {"scale": (D,), "bias": (D,)}
+    layer = layer_shapes(cfg)
+    layers = jax.tree.map(lambda s: (L,) + s, layer, is_leaf=_is_shape) if stacked else [layer] * L
+    shapes = {"embed_VD": (V, D), "layers": layers, "final_norm": dict(ln)}
     if cfg.arch == "gpt2":
         shapes["pos_PD"] = (cfg.max_positions, D)
     if cfg.kind == "reward":
@@ -45,6 +61,11 @@ def param_shapes(cfg: ModelConfig) -> dict:
     elif not cfg.tie_embeddings:
         shapes["head_DV"] = (D, V)
     return shapes
+
+
+def stack_layers(layers: list):
+    """A per-layer list of parameter trees as one tree with a leading ``L`` axis."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *layers)
 
 
 BIASES = ("bias", "q_NH", "k_KH", "v_KH", "o_D", "up_F", "gate_F", "down_D")
@@ -55,8 +76,12 @@ def _is_shape(x) -> bool:
 
 
 def init_params(cfg: ModelConfig, key: Array, dtype=jnp.float32) -> dict:
-    """Random parameters: N(0, 0.02) matrices, unit norm scales, zero biases."""
-    shapes = param_shapes(cfg)
+    """Random parameters: N(0, 0.02) matrices, unit norm scales, zero biases.
+
+    Drawn layer by layer (one key per per-layer leaf) and then stacked, so a seed gives the same
+    weights as it did before the layers were stacked.
+    """
+    shapes = param_shapes(cfg, stacked=False)
     leaves, treedef = jax.tree.flatten(shapes, is_leaf=_is_shape)
     paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(shapes, is_leaf=_is_shape)[0]]
     keys = jax.random.split(key, len(leaves))
@@ -68,7 +93,8 @@ def init_params(cfg: ModelConfig, key: Array, dtype=jnp.float32) -> dict:
             out.append(jnp.zeros(shape, dtype))
         else:
             out.append((0.02 * jax.random.normal(k, shape, jnp.float32)).astype(dtype))
-    return jax.tree.unflatten(treedef, out)
+    params = jax.tree.unflatten(treedef, out)
+    return dict(params, layers=stack_layers(params["layers"]))
 
 
 def embed(cfg: ModelConfig, params: dict, tokens_BT: Array, pos_BT: Array) -> Array:
@@ -93,7 +119,8 @@ def _mlp(cfg: ModelConfig, p: dict, h_BTD: Array) -> Array:
     return out + p["down_D"] if "down_D" in p else out
 
 
-def _attention(cfg: ModelConfig, p: dict, h_BTD: Array, pos_BT: Array, layer: int, attn: AttnFn) -> Array:
+def _attention(cfg: ModelConfig, p: dict, h_BTD: Array, pos_BT: Array, layer: Array, state,
+               attn: AttnFn) -> tuple[Array, Any]:
     q = jnp.einsum("BTD,DNH->BTNH", h_BTD, p["q_DNH"])
     k = jnp.einsum("BTD,DKH->BTKH", h_BTD, p["k_DKH"])
     v = jnp.einsum("BTD,DKH->BTKH", h_BTD, p["v_DKH"])
@@ -101,21 +128,34 @@ def _attention(cfg: ModelConfig, p: dict, h_BTD: Array, pos_BT: Array, layer: in
         q, k, v = q + p["q_NH"], k + p["k_KH"], v + p["v_KH"]
     if cfg.arch != "gpt2":
         q, k = apply_rope(cfg, q, pos_BT), apply_rope(cfg, k, pos_BT)
-    out = jnp.einsum("BTNH,NHD->BTD", attn(layer, q, k, v), p["o_NHD"])
-    return out + p["o_D"] if cfg.out_bias else out
+    a, state = attn(layer, state, q, k, v)
+    out = jnp.einsum("BTNH,NHD->BTD", a, p["o_NHD"])
+    return (out + p["o_D"] if cfg.out_bias else out), state
 
 
-def hidden(cfg: ModelConfig, params: dict, tokens_BT: Array, pos_BT: Array, attn: AttnFn) -> Array:
-    """Final-normed hidden states ``[B, T, D]`` of ``tokens_BT`` at positions ``pos_BT``."""
-    x = embed(cfg, params, tokens_BT, pos_BT)
-    for i, p in enumerate(params["layers"]):
-        a = _attention(cfg, p, norm(cfg, p["attn_norm"], x), pos_BT, i, attn)
+def hidden(cfg: ModelConfig, params: dict, tokens_BT: Array, pos_BT: Array, attn: AttnFn,
+           state=()) -> tuple[Array, Any]:
+    """Final-normed hidden states ``[B, T, D]`` of ``tokens_BT`` at positions ``pos_BT``.
+
+    The layers run as one `lax.scan`; ``state`` (e.g. the stacked KV cache) is carried through
+    it and handed to ``attn`` with the layer's index. Returns ``(h_BTD, state)``.
+    """
+
+    def block(carry, xs):
+        x, state = carry
+        i, p = xs
+        a, state = _attention(cfg, p, norm(cfg, p["attn_norm"], x), pos_BT, i, state, attn)
         if cfg.parallel_residual:
             x = x + a + _mlp(cfg, p, norm(cfg, p["mlp_norm"], x))
         else:
             x = x + a
             x = x + _mlp(cfg, p, norm(cfg, p["mlp_norm"], x))
-    return norm(cfg, params["final_norm"], x)
+        return (x, state), None
+
+    x = embed(cfg, params, tokens_BT, pos_BT)
+    layers = (jnp.arange(cfg.n_layers, dtype=jnp.int32), params["layers"])
+    (x, state), _ = jax.lax.scan(block, (x, state), layers)
+    return norm(cfg, params["final_norm"], x), state
 
 
 def head(cfg: ModelConfig, params: dict, h_BTD: Array) -> Array:

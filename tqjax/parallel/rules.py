@@ -1,7 +1,8 @@
 """Logical axes -> mesh axes: the one sharding rules table, applied to params and caches.
 
-Parameter names carry their dimensions (``q_DNH``); each letter is a logical axis. Model code
-never names a mesh axis; this table does.
+Parameter names carry their dimensions (``q_DNH``); each letter is a logical axis, and a leaf
+under ``params["layers"]`` has a leading ``layers`` axis (the stacked layers), never sharded.
+Model code never names a mesh axis; this table does.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ LETTERS = {"D": "embed", "N": "heads", "K": "kv_heads", "H": "head_dim", "F": "m
 RULES = {
     "batch": "data",
     "candidates": None,
+    "layers": None,
     "heads": "model",
     "kv_heads": "model",
     "mlp": "model",
@@ -42,6 +44,15 @@ def logical_axes(name: str, ndim: int) -> tuple:
     raise ValueError(f"no logical axes for parameter {name!r} with {ndim} dims")
 
 
+def param_axes(path, ndim: int) -> tuple:
+    """Logical axes of the parameter at key path ``path`` of a param tree (as
+    ``jax.tree_util`` gives it): under ``params["layers"]`` a leading ``layers`` axis, then
+    those of its name."""
+    keys = [getattr(k, "key", getattr(k, "idx", None)) for k in path]
+    stacked = keys[0] == "layers" and isinstance(keys[1], str)     # not a format-1 per-layer list
+    return ("layers",) * stacked + logical_axes(keys[-1], ndim - stacked)
+
+
 def spec(axes: tuple, mesh: Mesh) -> P:
     return P(*(RULES.get(a) if RULES.get(a) in mesh.axis_names else None for a in axes))
 
@@ -63,8 +74,7 @@ def param_shardings(config: ModelConfig, mesh: Mesh):
     is_shape = lambda x: isinstance(x, tuple) and all(isinstance(d, int) for d in x)
 
     def one(path, shape):
-        name = path[-1].key
-        return NamedSharding(mesh, spec(logical_axes(name, len(shape)), mesh))
+        return NamedSharding(mesh, spec(param_axes(path, len(shape)), mesh))
 
     return jax.tree_util.tree_map_with_path(one, param_shapes(config), is_leaf=is_shape)
 
@@ -75,8 +85,8 @@ def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
 
 
 def cache_spec(mesh: Mesh) -> P:
-    """A per-layer cache ``[B, K, S, H]``."""
-    return spec(("batch", "kv_heads", "cache_positions", "head_dim"), mesh)
+    """A stacked cache ``[L, B, K, S, H]``."""
+    return spec(("layers", "batch", "kv_heads", "cache_positions", "head_dim"), mesh)
 
 
 def shard_model(model, mesh: Mesh):

@@ -1,0 +1,64 @@
+"""The layers run as one `lax.scan` over stacked params: the program does not grow with depth."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import tqjax
+from tqjax.api.decode import TQParams, prepare
+from tqjax.decoding import Knobs, engine, plan_for
+from tqjax.models import ModelConfig, init_model
+
+
+def _scans(jaxpr) -> list[int]:
+    """The lengths of every scan in ``jaxpr``, nested ones included."""
+    out = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "scan":
+            out.append(eqn.params["length"])
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else [value]:
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    out += _scans(inner)
+    return out
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "neox"])
+def test_every_pass_runs_the_layers_as_one_scan(arch):
+    L = 5
+    model = init_model(ModelConfig.tiny(arch, n_layers=L), jax.random.key(0))
+    assert model.params["layers"]["q_DNH"].shape[0] == L
+    tok_BT, tok_B = jnp.ones((2, 6), jnp.int32), jnp.ones((2,), jnp.int32)
+    cache = model.init_cache(2, 9)
+    assert cache.k.shape == (L, 2, model.config.n_kv_heads, 9, model.config.head_dim)
+    _, filled = model.prefill(tok_BT, jnp.zeros(2, jnp.int32), cache)
+    suffix = model.init_suffix(filled, 3)
+    passes = {
+        "forward": lambda m: m.forward(tok_BT),
+        "prefill": lambda m: m.prefill(tok_BT, jnp.zeros(2, jnp.int32), cache),
+        "append": lambda m: m.append(tok_B, filled),
+        "extend": lambda m: m.extend(tok_B, filled, suffix),
+        "forward_suffix": lambda m: m.forward_suffix(tok_BT[:, :3], filled),
+    }
+    for name, fn in passes.items():
+        assert _scans(jax.make_jaxpr(fn)(model).jaxpr) == [L], name
+
+
+def _lowered_tq_program(n_layers: int) -> str:
+    cfg = ModelConfig.tiny("llama", n_layers=n_layers)
+    ks = jax.random.split(jax.random.key(0), 3)
+    params = TQParams(init_model(cfg, ks[0]), init_model(cfg, ks[1]), init_model(cfg.replace(kind="reward"), ks[2]))
+    config = tqjax.DecodeConfig(method="tq", k=3, horizon=2, max_new_tokens=3)
+    arrays, _ = prepare(params, [[5, 6, 7], [8, 9]], config)
+    return engine.decode_arrays.lower(params, arrays["tokens_BT"], arrays["start_B"], arrays["keys_B"],
+                                      arrays["live_B"], Knobs.from_config(config),
+                                      plan=plan_for(params, config)).as_text()
+
+
+def test_the_tq_program_has_the_same_operations_at_any_depth():
+    shallow, deep = _lowered_tq_program(2), _lowered_tq_program(8)
+    assert len(deep.splitlines()) == len(shallow.splitlines())
+    assert deep.count("stablehlo.while") == shallow.count("stablehlo.while")
+    assert deep.count("stablehlo.dot_general") == shallow.count("stablehlo.dot_general")
+
