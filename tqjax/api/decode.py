@@ -197,12 +197,12 @@ def _prepare(params, prompts, config, indices=None, batch_multiple=1):
 
 def _place(params: TQParams, arrays: dict, mesh) -> tuple[TQParams, dict]:
     """Params by the sharding rules, batch arrays split over the mesh's "data" axis."""
-    from tqjax.parallel import batch_sharding, param_shardings
+    from tqjax.parallel import batch_sharding, shard_model
 
     def put(model):
         if model is None or not hasattr(model, "config"):
             return model
-        return model.replace(params=jax.device_put(model.params, param_shardings(model.config, mesh)))
+        return shard_model(model, mesh)
 
     placed = TQParams(*(put(getattr(params, f.name)) for f in dataclasses.fields(TQParams)))
     if spans_processes(mesh):      # one mesh across hosts: every process holds the whole batch

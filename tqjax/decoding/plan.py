@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from tqjax.decoding.decode_plan import CANDIDATE_METHODS, DecodePlan, batch_bucket, prompt_bucket
 from tqjax.models.transformer import param_shapes
-from tqjax.parallel.rules import FIELDS, RULES, param_axes
+from tqjax.parallel.rules import FIELDS, RULES, param_axes, with_kv_replicas
 
 F32 = 4
 STEP_ROW_F32 = dict(vocab=3, scores=2, mlp=2, width=4)      # live float32 copies per rollout row
@@ -198,7 +198,7 @@ def plan(params_or_configs, config, batch: int, prompt_len: int, mesh=None, *, d
         _check_divisible(cfg, sizes, role)
     default = jnp.dtype(dtype or jnp.float32).itemsize
     nbytes = {role: b if dtype is None and b else default for role, (_, b) in models.items()}
-    configs = {role: cfg for role, (cfg, _) in models.items()}
+    configs = {role: with_kv_replicas(cfg, model) for role, (cfg, _) in models.items()}   # as the mesh runs them
 
     B = batch_bucket(batch, data)
     dplan = DecodePlan.build(config, [r for r, c in configs.items() if c is not None])

@@ -3,11 +3,21 @@
 Parameter names carry their dimensions (``q_DNH``); each letter is a logical axis, and a leaf
 under ``params["layers"]`` has a leading ``layers`` axis (the stacked layers), never sharded.
 Model code never names a mesh axis; this table does.
+
+Kv heads fewer than the ``model`` axis (GQA on a wide axis, MQA on any) are replicated, as
+serving stacks do: each kv head is repeated until the axis divides the count
+(``lcm(n_kv_heads, model) / n_kv_heads`` copies), so that every model shard holds the kv heads
+its query heads read and its share of the KV cache. Query head ``n`` still reads a copy of kv
+head ``n // groups``: the model computes the same function.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+
 import jax
+import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from tqjax.models.config import ModelConfig
@@ -30,8 +40,9 @@ RULES = {
     "cache_positions": None,
 }
 
-# the config field behind each sharded logical axis, for error messages
-FIELDS = {"heads": "n_heads", "kv_heads": "n_kv_heads", "mlp": "mlp_dim"}
+# the config field behind each sharded logical axis that the mesh axis must divide (kv heads
+# need not: they are replicated up to a count it divides), for error messages
+FIELDS = {"heads": "n_heads", "mlp": "mlp_dim"}
 
 
 def logical_axes(name: str, ndim: int) -> tuple:
@@ -53,28 +64,81 @@ def param_axes(path, ndim: int) -> tuple:
     return ("layers",) * stacked + logical_axes(keys[-1], ndim - stacked)
 
 
-def spec(axes: tuple, mesh: Mesh) -> P:
-    return P(*(RULES.get(a) if RULES.get(a) in mesh.axis_names else None for a in axes))
+def _axis_size(mesh: Mesh, axis) -> int:
+    return dict(zip(mesh.axis_names, mesh.devices.shape)).get(axis, 1)
+
+
+def spec(axes: tuple, mesh: Mesh, shape: tuple | None = None) -> P:
+    """The mesh axes of ``axes``; with ``shape``, a dimension its mesh axis does not divide is
+    replicated (kv heads stored fewer than the axis, before `replicate_kv_heads`)."""
+    out = []
+    for i, a in enumerate(axes):
+        axis = RULES.get(a) if RULES.get(a) in mesh.axis_names else None
+        if axis is not None and shape is not None and shape[i] % _axis_size(mesh, axis):
+            axis = None
+        out.append(axis)
+    return P(*out)
+
+
+def working_sizes(config: ModelConfig) -> list[int]:
+    """The ``model`` axis sizes that can split ``config``: the divisors of its head count and MLP width."""
+    g = math.gcd(config.n_heads, config.mlp_dim)
+    return [d for d in range(1, g + 1) if g % d == 0]
 
 
 def check_divisible(config: ModelConfig, mesh: Mesh) -> None:
-    """Every dimension the rules shard must divide evenly over its mesh axis; say which does not."""
-    sizes = dict(zip(mesh.axis_names, mesh.devices.shape))
+    """Every dimension the rules shard (but kv heads) must divide evenly over its mesh axis; say
+    which does not, and which axis sizes would work."""
     for logical, field in FIELDS.items():
         axis = RULES[logical]
-        value = getattr(config, field)
-        if axis in sizes and value % sizes[axis]:
-            raise ValueError(f"{field}={value} is not divisible by the mesh's {axis!r} axis of size {sizes[axis]} "
-                             f"(logical axis {logical!r} is sharded over {axis!r}); use a {axis} axis that divides it")
+        value, size = getattr(config, field), _axis_size(mesh, axis)
+        if axis in mesh.axis_names and value % size:
+            ok = [str(d) for d in working_sizes(config)]
+            sizes = ok[0] if len(ok) == 1 else ", ".join(ok[:-1]) + " or " + ok[-1]
+            raise ValueError(f"{field}={value} is not divisible by the mesh's {axis!r} axis of size {size} "
+                             f"(logical axis {logical!r} is sharded over {axis!r}); a {axis} axis of size "
+                             f"{sizes} works for this model (n_heads={config.n_heads}, "
+                             f"mlp_dim={config.mlp_dim}; kv heads are replicated as needed)")
+
+
+def kv_replicas(config: ModelConfig, model_size: int) -> int:
+    """Copies of each kv head a ``model`` axis of ``model_size`` needs: 1 when it divides
+    ``n_kv_heads``, else ``lcm(n_kv_heads, model_size) / n_kv_heads``."""
+    K = config.n_kv_heads
+    return math.lcm(K, model_size) // K
+
+
+def with_kv_replicas(config: ModelConfig, model_size: int) -> ModelConfig:
+    """``config`` as a ``model`` axis of ``model_size`` runs it (``n_kv_heads`` times its copies)."""
+    return config.replace(n_kv_heads=config.n_kv_heads * kv_replicas(config, model_size))
+
+
+def replicate_kv_heads(params: dict, copies: int) -> dict:
+    """``params`` with each kv head repeated ``copies`` times along every ``kv_heads`` axis
+    (``k_DKH``, ``v_DKH``, their biases): head ``j`` becomes heads ``j·copies .. j·copies+copies-1``,
+    so query head ``n`` of ``N = K·G`` reads copy ``n // (G / copies)`` of kv head ``n // G``."""
+    return jax.tree_util.tree_map_with_path(lambda path, x: _repeat_kv(path, x, copies), params)
+
+
+def _repeat_kv(path, x, copies: int, sharding=None):
+    axes = param_axes(path, x.ndim)
+    if copies == 1 or "kv_heads" not in axes:
+        return x
+    repeat = functools.partial(jnp.repeat, repeats=copies, axis=axes.index("kv_heads"))
+    return repeat(x) if sharding is None else jax.jit(repeat, out_shardings=sharding)(x)
 
 
 def param_shardings(config: ModelConfig, mesh: Mesh):
-    """A pytree of `NamedSharding` shaped like the params of ``config``."""
+    """A pytree of `NamedSharding` shaped like the params of ``config``.
+
+    Kv heads that the ``model`` axis does not divide are replicated over it here (their stored
+    layout); `shard_model` repeats them so that they split.
+    """
     check_divisible(config, mesh)
     is_shape = lambda x: isinstance(x, tuple) and all(isinstance(d, int) for d in x)
 
     def one(path, shape):
-        return NamedSharding(mesh, spec(param_axes(path, len(shape)), mesh))
+        return NamedSharding(mesh, spec(param_axes(path, len(shape)), mesh, shape))
 
     return jax.tree_util.tree_map_with_path(one, param_shapes(config), is_leaf=is_shape)
 
@@ -90,6 +154,15 @@ def cache_spec(mesh: Mesh) -> P:
 
 
 def shard_model(model, mesh: Mesh):
-    """``model`` with its params placed by the rules table."""
-    shardings = param_shardings(model.config, mesh)
-    return model.replace(params=jax.tree.map(jax.device_put, model.params, shardings))
+    """``model`` placed by the rules table, its kv heads replicated where the ``model`` axis is
+    wider than their count (then ``model.config.n_kv_heads`` is the replicated count, and
+    `tqjax.save` writes the model as it is). Idempotent."""
+    params = jax.tree.map(jax.device_put, model.params, param_shardings(model.config, mesh))
+    config = with_kv_replicas(model.config, _axis_size(mesh, RULES["kv_heads"]))
+    copies = config.n_kv_heads // model.config.n_kv_heads
+    if copies == 1:
+        return model.replace(params=params)
+    # only the kv leaves change; each is repeated straight into its final shards
+    params = jax.tree_util.tree_map_with_path(lambda path, x, sh: _repeat_kv(path, x, copies, sh),
+                                              params, param_shardings(config, mesh))
+    return model.replace(params=params, config=config)
