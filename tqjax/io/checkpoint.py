@@ -17,7 +17,7 @@ import orbax.checkpoint as ocp
 
 from tqjax.io.errors import CheckpointError
 from tqjax.models.config import ModelConfig
-from tqjax.models.transformer import param_shapes, stack_layers
+from tqjax.models.transformer import is_shape, param_shapes, stack_layers
 
 CONFIG_FILE = "tqjax.json"
 FORMAT_VERSION = 2
@@ -74,7 +74,7 @@ def load_checkpoint(path: str, dtype=None, shardings=None) -> tuple[ModelConfig,
     target_dtype = jnp.dtype(dtype or _meta(path)["dtype"])
     default = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     if shardings is None:
-        shardings = jax.tree.map(lambda _: default, shapes, is_leaf=_is_shape)
+        shardings = jax.tree.map(lambda _: default, shapes, is_leaf=is_shape)
     if _meta(path)["format_version"] == 1:
         layer_shardings = jax.tree.map(_layer_sharding, shardings["layers"])
         stored = dict(shardings, layers=[layer_shardings] * config.n_layers)
@@ -84,13 +84,9 @@ def load_checkpoint(path: str, dtype=None, shardings=None) -> tuple[ModelConfig,
     return config, _restore(path, shapes, shardings, target_dtype)
 
 
-def _is_shape(x) -> bool:
-    return isinstance(x, tuple) and all(isinstance(d, int) for d in x)
-
-
 def _restore(path: str, shapes, shardings, dtype):
     target = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s, dtype, sharding=sh), shapes, shardings,
-                          is_leaf=_is_shape)
+                          is_leaf=is_shape)
     return ocp.StandardCheckpointer().restore(os.path.join(path, "params"), target)
 
 

@@ -52,7 +52,7 @@ def param_shapes(cfg: ModelConfig, stacked: bool = True) -> dict:
     D, V, L = cfg.d_model, cfg.vocab_size, cfg.n_layers
     ln = {"scale": (D,)} if cfg.arch == "llama" else {"scale": (D,), "bias": (D,)}
     layer = layer_shapes(cfg)
-    layers = jax.tree.map(lambda s: (L,) + s, layer, is_leaf=_is_shape) if stacked else [layer] * L
+    layers = jax.tree.map(lambda s: (L,) + s, layer, is_leaf=is_shape) if stacked else [layer] * L
     shapes = {"embed_VD": (V, D), "layers": layers, "final_norm": dict(ln)}
     if cfg.arch == "gpt2":
         shapes["pos_PD"] = (cfg.max_positions, D)
@@ -71,7 +71,8 @@ def stack_layers(layers: list):
 BIASES = ("bias", "q_NH", "k_KH", "v_KH", "o_D", "up_F", "gate_F", "down_D")
 
 
-def _is_shape(x) -> bool:
+def is_shape(x) -> bool:
+    """True for a leaf of `param_shapes` (a tuple of ints): the ``is_leaf`` of its tree maps."""
     return isinstance(x, tuple) and all(isinstance(d, int) for d in x)
 
 
@@ -82,8 +83,8 @@ def init_params(cfg: ModelConfig, key: Array, dtype=jnp.float32) -> dict:
     weights as it did before the layers were stacked.
     """
     shapes = param_shapes(cfg, stacked=False)
-    leaves, treedef = jax.tree.flatten(shapes, is_leaf=_is_shape)
-    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(shapes, is_leaf=_is_shape)[0]]
+    leaves, treedef = jax.tree.flatten(shapes, is_leaf=is_shape)
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(shapes, is_leaf=is_shape)[0]]
     keys = jax.random.split(key, len(leaves))
     out = []
     for path, shape, k in zip(paths, leaves, keys):
