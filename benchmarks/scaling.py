@@ -2,7 +2,7 @@
 
 Part 1 measures TQ* decoding on 8 *virtual* CPU devices for meshes (1,1), (8,1) and (2,4). They
 share the machine's cores, so this checks the overhead of sharding only, not speed-up. Part 2
-applies the cost model of docs/design.md and the memory planner (`tqjax.decoding.plan`) to a 7B Llama
+applies the cost model of docs/design.md and the memory planner (`tqjax.parallel.plan`) to a 7B Llama
 (SFT, baseline and reward model, bfloat16, k=10, H=20, M=1) on 8×H100 and on a TPU v5e-64 slice:
 a roofline estimate, not a measurement.
 
@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 import tqjax  # noqa: E402
 from tqjax.models import ModelConfig, init_model  # noqa: E402
-from tqjax.decoding.plan import format_bytes, largest_batch, plan  # noqa: E402
+from tqjax.parallel.plan import format_bytes, largest_batch, plan  # noqa: E402
 
 MESHES = [(1, 1), (8, 1), (2, 4)]
 

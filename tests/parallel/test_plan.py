@@ -10,7 +10,7 @@ import tqjax
 from tqjax.cli.main import main
 from tqjax.decoding import engine
 from tqjax.models import ModelConfig, init_model
-from tqjax.decoding.plan import PlanError, largest_batch, parse_bytes, pick_batch_size, plan
+from tqjax.parallel.plan import PlanError, largest_batch, parse_bytes, pick_batch_size, plan
 
 LLAMA = ModelConfig.llama(vocab_size=512, d_model=128, n_layers=2, n_heads=4, mlp_dim=256,
                           max_positions=256, eos_token_id=2)

@@ -228,7 +228,7 @@ def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), *,
     if mesh is not None:
         params, arrays = _place(params, arrays, mesh)
     out = engine.decode_arrays(params, arrays["tokens_BT"], arrays["start_B"], arrays["keys_B"],
-                               arrays["live_B"], Knobs.from_config(config), plan=plan)
+                               arrays["live_B"], Knobs.from_config(config), plan=plan, mesh=mesh)
     out = fetch(out)
     P = len(token_lists)
     lengths = out["length_B"][:P]

@@ -34,7 +34,7 @@ def add_budget_flag(p) -> None:
 
 
 def budget(args) -> int:
-    from tqjax.decoding.plan import device_memory, parse_bytes
+    from tqjax.parallel.plan import device_memory, parse_bytes
 
     return device_memory() if args.memory_budget is None else parse_bytes(args.memory_budget)
 
@@ -46,7 +46,7 @@ def auto_batch(args, params, config, prompts):
     if args.batch_size:
         return args.batch_size, config
     from tqjax.api.decode import prompt_ids
-    from tqjax.decoding.plan import pick_batch_size
+    from tqjax.parallel.plan import pick_batch_size
     from tqjax.io.chat import is_messages
 
     tokenizer = getattr(params.sft, "tokenizer", None)
@@ -78,7 +78,7 @@ def read_model_config(path: str):
 
 
 def run(args) -> int:
-    from tqjax.decoding.plan import format_bytes, largest_batch, plan, suggest_chunk
+    from tqjax.parallel.plan import format_bytes, largest_batch, plan, suggest_chunk
 
     for name in ("prompt_len", "data", "model"):
         if getattr(args, name) < 1:

@@ -14,13 +14,13 @@ import jax.numpy as jnp
 from tqjax.decoding import loop
 
 
-def best_of_n(params, tokens_BT, start_B, keys_B, live_B, knobs, plan) -> dict:
+def best_of_n(params, tokens_BT, start_B, keys_B, live_B, knobs, plan, mesh=None) -> dict:
     """Arrays of the kept samples (see `engine.decode_arrays`), plus ``rewards_BN``: all N."""
     B, n = tokens_BT.shape[0], plan.n
     keys_Bn = jax.vmap(lambda key: jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(n)))(keys_B)
     rep = lambda x: jnp.repeat(x, n, axis=0)
     state = loop.generate(params, rep(tokens_BT), rep(start_B), keys_Bn.reshape(B * n),
-                          rep(live_B), knobs, plan)
+                          rep(live_B), knobs, plan, mesh)
     rewards_Bn = state.reward_B.reshape(B, n)
     finite_Bn = jnp.isfinite(rewards_Bn)
     best_B = jnp.argmax(jnp.where(finite_Bn, rewards_Bn, -jnp.inf), axis=-1)

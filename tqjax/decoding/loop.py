@@ -18,6 +18,7 @@ from tqjax.decoding import sampler, stats, tq
 from tqjax.decoding.decode_plan import DecodePlan, Knobs
 from tqjax.decoding.state import DecodeState, init_state
 from tqjax.models.protocol import DecodeModel
+from tqjax.parallel.rules import constrain_cache
 
 def plain_step(outs, step_keys_B, knobs, plan: DecodePlan):
     role = plan.proposal
@@ -32,22 +33,31 @@ def plain_step(outs, step_keys_B, knobs, plan: DecodePlan):
     return token_B, dict(kl_B=kl_B, log_ratio_B=ratio_B)
 
 
-def generate(params, tokens_BT, start_B, keys_B, live_B, knobs: Knobs, plan: DecodePlan) -> DecodeState:
+def prefill(models: dict[str, DecodeModel], tokens_BT, start_B, slots: int, mesh=None):
+    """Every model's committed cache of the prompts (``slots`` positions) and its head output at
+    the last prompt token: ``(caches, outs)``, the caches laid out on ``mesh`` by the rules."""
+    caches, outs = {}, {}
+    for role, model in models.items():
+        outs[role], cache = model.prefill(tokens_BT, start_B, model.init_cache(tokens_BT.shape[0], slots))
+        caches[role] = constrain_cache(cache, mesh)
+    return caches, outs
+
+
+def generate(params, tokens_BT, start_B, keys_B, live_B, knobs: Knobs, plan: DecodePlan,
+             mesh=None) -> DecodeState:
     """Decode a left-padded batch. Not jitted itself: `tqjax.decoding.engine.decode_arrays` is.
 
     tokens_BT: int32 left-padded prompts; start_B: first real slot per row; keys_B: one typed PRNG
     key per row; live_B: False for bucket-padding rows; knobs: the traced `Knobs`; plan: the
-    static `DecodePlan`. Returns the final `DecodeState`.
+    static `DecodePlan`; mesh: the device mesh (static) whose layout the caches keep, or None.
+    Returns the final `DecodeState`.
     """
     B, T = tokens_BT.shape
     N = plan.max_new_tokens
     models: dict[str, DecodeModel] = {role: getattr(params, role) for role in plan.active}
     candidate_method = plan.candidates
 
-    caches, outs = {}, {}
-    for role, model in models.items():
-        cache = model.init_cache(B, T + N)
-        outs[role], caches[role] = model.prefill(tokens_BT, start_B, cache)
+    caches, outs = prefill(models, tokens_BT, start_B, T + N, mesh)
     state = init_state(caches, outs, live_B, N, plan.k, plan.diagnostics and candidate_method)
 
     def cond(s: DecodeState):
@@ -56,7 +66,7 @@ def generate(params, tokens_BT, start_B, keys_B, live_B, knobs: Knobs, plan: Dec
     def body(s: DecodeState):
         step_keys_B = sampler.step_key(keys_B, s.step)
         if candidate_method:
-            token_B, info = tq.tq_step(models, s.caches, s.outs, step_keys_B, knobs, plan)
+            token_B, info = tq.tq_step(models, s.caches, s.outs, step_keys_B, knobs, plan, mesh)
         else:
             token_B, info = plain_step(s.outs, step_keys_B, knobs, plan)
         live_B = ~s.done_B
@@ -65,7 +75,8 @@ def generate(params, tokens_BT, start_B, keys_B, live_B, knobs: Knobs, plan: Dec
                                          token_B[:, None], axis=-1)[:, 0]
         new_outs, new_caches = {}, {}
         for role, model in models.items():
-            new_outs[role], new_caches[role] = model.append(token_B, s.caches[role])
+            new_outs[role], cache = model.append(token_B, s.caches[role])
+            new_caches[role] = constrain_cache(cache, mesh)
 
         def acc(total, value):
             return total + jnp.where(live_B, value, 0).astype(total.dtype)

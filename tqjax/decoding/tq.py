@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from tqjax.decoding import sampler, select as select_lib, stats
 from tqjax.decoding.decode_plan import DecodePlan, Knobs
 from tqjax.models.protocol import DecodeModel
+from tqjax.parallel.rules import constrain_cache
 
 PAD = 0
 
@@ -47,7 +48,7 @@ def is_stop(tokens, stop: tuple[int, ...]):
 
 
 def candidate_values(models: dict[str, DecodeModel], caches, logp, cand_BC, step_keys_B,
-                     knobs: Knobs, plan: DecodePlan):
+                     knobs: Knobs, plan: DecodePlan, mesh=None):
     """Q̂ of every candidate, ``[B, C]`` float32 (NaN/inf pass through; `select` handles them).
 
     ``models`` and ``caches`` map roles (``sft``, ``baseline``, ``reward``, ``baseline_reward``)
@@ -77,7 +78,8 @@ def candidate_values(models: dict[str, DecodeModel], caches, logp, cand_BC, step
 
         def step(h, c):
             c = dict(c)
-            logits_BV, c["lm"] = lm.extend(c["tok"], caches[role], c["lm"])
+            logits_BV, suffix = lm.extend(c["tok"], caches[role], c["lm"])
+            c["lm"] = constrain_cache(suffix, mesh)
             c["done"] = c["done"] | is_eos(c["tok"])
             nxt_B = sampler.rollout_token(logits_BV, sampler.draw_key(keys_B, h + 1),
                                           knobs.rollout_temperature, greedy)
@@ -141,7 +143,7 @@ def candidate_values(models: dict[str, DecodeModel], caches, logp, cand_BC, step
 
 
 def tq_step(models: dict[str, DecodeModel], caches, outs, step_keys_B, knobs: Knobs,
-            plan: DecodePlan):
+            plan: DecodePlan, mesh=None):
     """Choose this step's token per row. Returns ``(token_B, info)``.
 
     ``info``: ``kl_B``, ``log_ratio_B``, ``bad_B`` (candidates with non-finite Q̂),
@@ -150,7 +152,7 @@ def tq_step(models: dict[str, DecodeModel], caches, outs, step_keys_B, knobs: Kn
     logp = {role: jax.nn.log_softmax(outs[role].astype(jnp.float32), axis=-1)
             for role in ("sft", "baseline") if role in outs}
     cand_BC, prior_BC = select_lib.candidates(logp[plan.proposal], plan.k)
-    q_BC = candidate_values(models, caches, logp, cand_BC, step_keys_B, knobs, plan)
+    q_BC = candidate_values(models, caches, logp, cand_BC, step_keys_B, knobs, plan, mesh)
     sel = select_lib.select(cand_BC, prior_BC, q_BC, logp["sft"], knobs.alpha,
                             sampler.draw_key(step_keys_B, 0), plan.select == "greedy")
     logp_sft_BC = jnp.take_along_axis(logp["sft"], cand_BC, axis=-1)

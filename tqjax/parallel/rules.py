@@ -148,9 +148,38 @@ def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
     return NamedSharding(mesh, P(RULES["batch"], *([None] * (ndim - 1))))
 
 
+CACHE_AXES = ("layers", "batch", "kv_heads", "cache_positions", "head_dim")
+
+
 def cache_spec(mesh: Mesh) -> P:
     """A stacked cache ``[L, B, K, S, H]``."""
-    return spec(("layers", "batch", "kv_heads", "cache_positions", "head_dim"), mesh)
+    return spec(CACHE_AXES, mesh)
+
+
+def constrain(x, axes: tuple, mesh: Mesh | None):
+    """``x`` laid out by its logical ``axes`` on ``mesh`` (inside jit; no-op without a mesh)."""
+    if mesh is None:
+        return x
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec(axes, mesh, x.shape)))
+
+
+def constrain_batch(x, mesh: Mesh | None):
+    """An array whose leading axis is the batch (the rest replicated); scalars replicated."""
+    return constrain(x, ("batch",) + (None,) * (x.ndim - 1) if x.ndim else (), mesh)
+
+
+def constrain_cache(cache, mesh: Mesh | None):
+    """A transformer's committed cache or rollout suffix laid out by the rules: ``[L, B, K, S, H]``
+    with the batch over "data" and the kv heads over "model". Other models' caches (the toy, the
+    gold oracle) are left to propagation."""
+    from tqjax.models.cache import KVCache, Suffix
+
+    if mesh is None or not isinstance(cache, (KVCache, Suffix)):
+        return cache
+    batch = {name: constrain_batch(getattr(cache, name), mesh) for name in ("start_B", "read_B")
+             if hasattr(cache, name)}
+    return cache.replace(k=constrain(cache.k, CACHE_AXES, mesh), v=constrain(cache.v, CACHE_AXES, mesh),
+                         **batch)
 
 
 def shard_model(model, mesh: Mesh):
