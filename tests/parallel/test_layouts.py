@@ -71,3 +71,14 @@ def test_planner_per_device_matches_the_compiled_program(params, shape):
     measured = m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
     estimate = plan(params, CONFIG, B, T, mesh=mesh).total
     assert abs(estimate / measured - 1) <= PLANNER_TOLERANCE, (shape, estimate, measured)
+
+
+def test_planner_counts_replicated_kv_heads():
+    """6 kv heads on a model axis of 4 are stored as 12 (lcm), 3 per device, not ceil(6/4) = 2."""
+    cfg = ModelConfig.llama(vocab_size=64, d_model=48, n_layers=2, n_heads=12, n_kv_heads=6,
+                            mlp_dim=64, max_positions=64)
+    configs = {"sft": cfg}
+    config = tqjax.DecodeConfig(method="sft", max_new_tokens=8)
+    per_device = plan(configs, config, 1, 8, mesh=(1, 4)).kv_cache["sft"]
+    one_device = plan(configs, config, 1, 8).kv_cache["sft"]
+    assert per_device * 6 == one_device * 3          # 3 of 6 heads' worth per device

@@ -171,8 +171,10 @@ def _check_divisible(config, sizes: dict, role: str) -> None:
 
 
 def param_bytes(config, nbytes: int, sizes: dict) -> int:
-    """Bytes per device of one model's params, split by the rules table."""
+    """Bytes per device of one model's params, split by the rules table (kv heads replicated where
+    the ``model`` axis is wider than their count, as `tqjax.parallel.shard_model` places them)."""
     is_shape = lambda x: isinstance(x, tuple) and all(isinstance(d, int) for d in x)
+    config = with_kv_replicas(config, sizes.get(RULES["kv_heads"], 1))
     total = 0
     for path, shape in jax.tree_util.tree_flatten_with_path(param_shapes(config), is_leaf=is_shape)[0]:
         axes = param_axes(path, len(shape))
@@ -209,7 +211,8 @@ def plan(params_or_configs, config, batch: int, prompt_len: int, mesh=None, *, d
 
     def cache(role, n_rows, slots):
         c = configs[role]
-        return n_rows * c.n_layers * 2 * _local(c.n_kv_heads, "kv_heads", sizes) * slots * c.head_dim * nbytes[role]
+        kv_heads = with_kv_replicas(c, sizes.get(RULES["kv_heads"], 1)).n_kv_heads   # replicated
+        return n_rows * c.n_layers * 2 * _local(kv_heads, "kv_heads", sizes) * slots * c.head_dim * nbytes[role]
 
     kv = {role: cache(role, rows, S) for role in roles}
     params = {role: param_bytes(configs[role], nbytes[role], sizes) for role in configs}
