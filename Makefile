@@ -25,4 +25,4 @@ test: $(STAMP)
 	$(BIN)/python -m pytest tests
 
 clean:
-	rm -rf $(VENV) .jax_cache .pytest_cache
+	rm -rf $(VENV) .jax_cache .jax_cache_multiprocess .pytest_cache

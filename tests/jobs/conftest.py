@@ -39,12 +39,16 @@ def batch_args(files, output, *extra):
             "--output", str(output), *DECODE_FLAGS, *extra]
 
 
-def subprocess_env(devices=1):
+def subprocess_env(devices=1, multiprocess=False):
+    """The environment of a `tqjax batch` subprocess. Processes of a multi-process job (gloo CPU
+    collectives) keep their compiled programs apart from the test process's: an executable cached
+    by a differently configured CPU client must never be read by another one."""
     env = dict(os.environ)
     env.pop("JAX_COORDINATOR_ADDRESS", None)
+    cache = ROOT / (".jax_cache_multiprocess" if multiprocess else ".jax_cache")
     env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
                TRANSFORMERS_VERBOSITY="error", TOKENIZERS_PARALLELISM="false",
-               JAX_COMPILATION_CACHE_DIR=str(ROOT / ".jax_cache"),
+               JAX_COMPILATION_CACHE_DIR=str(cache),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.2")
     return env
 
@@ -53,7 +57,8 @@ def start_batch(files, output, *extra, log, devices=1):
     """`python -m tqjax.cli.main batch ...` in the background, stdout and stderr to ``log``, on
     ``devices`` virtual CPU devices."""
     return subprocess.Popen([sys.executable, "-m", "tqjax.cli.main", *batch_args(files, output, *extra)],
-                            cwd=ROOT, env=subprocess_env(devices), stdout=open(log, "w"),
+                            cwd=ROOT, env=subprocess_env(devices, "--coordinator" in extra),
+                            stdout=open(log, "w"),
                             stderr=subprocess.STDOUT)
 
 
