@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from tqjax.decoding.decode_plan import CANDIDATE_METHODS, DecodePlan, batch_bucket, prompt_bucket
-from tqjax.models.transformer import param_shapes
+from tqjax.models.transformer import is_shape, param_shapes
 from tqjax.parallel.rules import FIELDS, RULES, param_axes, with_kv_replicas
 
 F32 = 4
@@ -173,7 +173,6 @@ def _check_divisible(config, sizes: dict, role: str) -> None:
 def param_bytes(config, nbytes: int, sizes: dict) -> int:
     """Bytes per device of one model's params, split by the rules table (kv heads replicated where
     the ``model`` axis is wider than their count, as `tqjax.parallel.shard_model` places them)."""
-    is_shape = lambda x: isinstance(x, tuple) and all(isinstance(d, int) for d in x)
     config = with_kv_replicas(config, sizes.get(RULES["kv_heads"], 1))
     total = 0
     for path, shape in jax.tree_util.tree_flatten_with_path(param_shapes(config), is_leaf=is_shape)[0]:

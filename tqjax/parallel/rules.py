@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from tqjax.models.config import ModelConfig
-from tqjax.models.transformer import param_shapes
+from tqjax.models.transformer import is_shape, param_shapes
 
 LETTERS = {"D": "embed", "N": "heads", "K": "kv_heads", "H": "head_dim", "F": "mlp", "V": "vocab", "P": "positions"}
 
@@ -135,7 +135,6 @@ def param_shardings(config: ModelConfig, mesh: Mesh):
     layout); `shard_model` repeats them so that they split.
     """
     check_divisible(config, mesh)
-    is_shape = lambda x: isinstance(x, tuple) and all(isinstance(d, int) for d in x)
 
     def one(path, shape):
         return NamedSharding(mesh, spec(param_axes(path, len(shape)), mesh, shape))
