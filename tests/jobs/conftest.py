@@ -18,12 +18,10 @@ PROMPTS = 24
 DECODE_FLAGS = ("--k", "2", "--horizon", "2", "--max-new-tokens", "4")
 
 
-@pytest.fixture(scope="session")
-def job_files(tmp_path_factory):
-    """Folders of a tiny SFT, baseline and reward model, and a 24-prompt JSONL file."""
-    root = tmp_path_factory.mktemp("batch_job")
-    lm, rm = ModelConfig.tiny("llama"), ModelConfig.tiny("llama", kind="reward")
-    for seed, (role, config) in enumerate((("sft", lm), ("baseline", lm), ("reward", rm))):
+def write_job_files(root, lm=ModelConfig.tiny("llama")):
+    """Folders of an SFT, baseline and reward model of config ``lm``, and a 24-prompt JSONL file."""
+    for seed, (role, config) in enumerate((("sft", lm), ("baseline", lm),
+                                           ("reward", lm.replace(kind="reward")))):
         tqjax.save(init_model(config, jax.random.key(seed)), str(root / role))
     rng = np.random.default_rng(0)
     with open(root / "prompts.jsonl", "w") as f:
@@ -31,6 +29,12 @@ def job_files(tmp_path_factory):
             ids = rng.integers(3, 61, size=int(rng.integers(2, 7))).tolist()
             f.write(json.dumps({"id": f"p{i}", "prompt_ids": ids}) + "\n")
     return root
+
+
+@pytest.fixture(scope="session")
+def job_files(tmp_path_factory):
+    """Folders of a tiny SFT, baseline and reward model, and a 24-prompt JSONL file."""
+    return write_job_files(tmp_path_factory.mktemp("batch_job"))
 
 
 def batch_args(files, output, *extra):
@@ -73,13 +77,25 @@ def finish(proc, log, timeout=180):
     return text
 
 
-@pytest.fixture(scope="session")
-def reference(job_files, tmp_path_factory):
-    """Results of one uninterrupted single-process run, by id."""
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def reference_run(files, tmp_path_factory) -> dict:
+    """Results of one uninterrupted single-process, single-device run, by id."""
     out = tmp_path_factory.mktemp("reference") / "out"
     log = out.parent / "log.txt"
-    finish(start_batch(job_files, out, "--batch-size", "4", log=log), log)
+    finish(start_batch(files, out, "--batch-size", "4", log=log), log)
     from tqjax.jobs import read_results
     results = read_results(str(out))
     assert len(results) == PROMPTS
     return {r["id"]: r for r in results}
+
+
+@pytest.fixture(scope="session")
+def reference(job_files, tmp_path_factory):
+    return reference_run(job_files, tmp_path_factory)

@@ -4,14 +4,13 @@ import json
 import os
 import random
 import signal
-import socket
 import time
 import types
 
 import numpy as np
 import pytest
 
-from tests.jobs.conftest import PROMPTS, batch_args, finish, start_batch
+from tests.jobs.conftest import PROMPTS, batch_args, finish, free_port, start_batch
 from tqjax.cli.main import main
 from tqjax.decoding import DecodeConfig
 from tqjax.io.prompts import PromptRecord
@@ -193,15 +192,9 @@ def test_resume_after_sigkill_loses_and_repeats_nothing(job_files, reference, tm
     _assert_same(batch.read_results(str(out)), reference)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_equal_one(job_files, reference, tmp_path):
     out = tmp_path / "out"
-    flags = ["--batch-size", "4", "--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2"]
+    flags = ["--batch-size", "4", "--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
     procs = [start_batch(job_files, out, *flags, "--process-id", str(p), log=tmp_path / f"log{p}.txt")
              for p in (0, 1)]
     logs = [finish(proc, tmp_path / f"log{p}.txt") for p, proc in enumerate(procs)]

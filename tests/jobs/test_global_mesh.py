@@ -1,55 +1,31 @@
 """`tqjax batch` on one mesh across two processes (4 CPU devices each): the same tokens as one
 process on one device, and every prompt written exactly once, also after a kill."""
 
-import json
 import os
 import signal
-import socket
 import time
 
-import jax
-import numpy as np
 import pytest
 
-import tqjax
-from tests.jobs.conftest import PROMPTS, finish, start_batch
-from tqjax.jobs import batch, read_results
-from tqjax.models import ModelConfig, init_model
+from tests.jobs.conftest import PROMPTS, finish, free_port, reference_run, start_batch, write_job_files
+from tqjax.jobs import batch
+from tqjax.models import ModelConfig
 
 
 @pytest.fixture(scope="module")
 def wide_files(tmp_path_factory):
     """Like ``job_files``, with 8 query heads (2 kv heads) so that a model axis of 8 divides them."""
-    root = tmp_path_factory.mktemp("wide_job")
-    lm = ModelConfig.tiny("llama", n_heads=8, n_kv_heads=2)
-    for seed, (role, config) in enumerate((("sft", lm), ("baseline", lm),
-                                           ("reward", lm.replace(kind="reward")))):
-        tqjax.save(init_model(config, jax.random.key(seed)), str(root / role))
-    rng = np.random.default_rng(0)
-    with open(root / "prompts.jsonl", "w") as f:
-        for i in range(PROMPTS):
-            ids = rng.integers(3, 61, size=int(rng.integers(2, 7))).tolist()
-            f.write(json.dumps({"id": f"p{i}", "prompt_ids": ids}) + "\n")
-    return root
+    return write_job_files(tmp_path_factory.mktemp("wide_job"),
+                           ModelConfig.tiny("llama", n_heads=8, n_kv_heads=2))
 
 
 @pytest.fixture(scope="module")
 def wide_reference(wide_files, tmp_path_factory):
-    """One process, one device."""
-    out = tmp_path_factory.mktemp("wide_reference") / "out"
-    log = out.parent / "log.txt"
-    finish(start_batch(wide_files, out, "--batch-size", "4", log=log), log)
-    return {r["id"]: r for r in read_results(str(out))}
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return reference_run(wide_files, tmp_path_factory)
 
 
 def _run_pair(job_files, out, tmp_path, mesh, *extra):
-    flags = ["--batch-size", "4", "--mesh", mesh, "--coordinator", f"127.0.0.1:{_free_port()}",
+    flags = ["--batch-size", "4", "--mesh", mesh, "--coordinator", f"127.0.0.1:{free_port()}",
              "--num-processes", "2", *extra]
     procs = [start_batch(job_files, out, *flags, "--process-id", str(p), log=tmp_path / f"log{p}.txt",
                          devices=4) for p in (0, 1)]
