@@ -87,17 +87,22 @@ def weight_files(path: str) -> list[str]:
     raise CheckpointError(f"{path}: no model.safetensors or model.safetensors.index.json")
 
 
-def load_hf(path: str, dtype=None) -> tuple[ModelConfig, dict]:
-    """Config and numpy parameter tree of a Hugging Face folder (``dtype`` casts, None keeps stored)."""
-    check_folder(path)
-    config = read_stop_ids(path, config_from_hf(read_hf_config(path)))
+def read_all_tensors(path: str) -> dict:
+    """Every tensor of a folder's safetensors files (one file or a sharded index), by name."""
     tensors = {}
     for file in weight_files(path):
         for name, value in read_tensors(file).items():
             if name in tensors:
                 raise CheckpointError(f"{path}: tensor {name} appears in more than one shard")
             tensors[name] = value
-    params = convert(config, tensors)
+    return tensors
+
+
+def load_hf(path: str, dtype=None) -> tuple[ModelConfig, dict]:
+    """Config and numpy parameter tree of a Hugging Face folder (``dtype`` casts, None keeps stored)."""
+    check_folder(path)
+    config = read_stop_ids(path, config_from_hf(read_hf_config(path)))
+    params = convert(config, read_all_tensors(path))
     if dtype is not None:
         params = _cast(params, dtype)
     return config, params

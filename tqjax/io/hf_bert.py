@@ -15,8 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tqjax.io.errors import CheckpointError, UnsupportedModelError
-from tqjax.io.hf import check_folder, read_hf_config, weight_files
-from tqjax.io.safetensors_io import read_tensors
+from tqjax.io.hf import check_folder, read_all_tensors, read_hf_config
 from tqjax.models.bert import POOLINGS, BertConfig, Encoder, param_shapes
 
 # Fields that never change what BertModel's forward pass computes.
@@ -216,12 +215,7 @@ def load_bert(path: str, pooling: str | None = None) -> Encoder:
     if pooling is None:
         raise ValueError(f"{path}: no sentence-transformers pooling config (modules.json); give the pooling "
                          f"explicitly, one of {POOLINGS} (SimCSE: cls)")
-    tensors = {}
-    for file in weight_files(path):
-        for name, value in read_tensors(file).items():
-            if name in tensors:
-                raise CheckpointError(f"{path}: tensor {name} appears in more than one shard")
-            tensors[name] = value
+    tensors = read_all_tensors(path)
     config = bert_config_from_hf(raw, pooler="pooler.dense.weight" in tensors or "pooler.dense.bias" in tensors)
     params = convert(config, tensors)
     max_length = min(settings.get("max_length", config.max_positions), config.max_positions)
