@@ -13,5 +13,7 @@ import jax  # noqa: E402
 
 _CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".jax_cache")
 jax.config.update("jax_compilation_cache_dir", _CACHE)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+# Only programs worth keeping: every eager call of a layer scan compiles (and would look up) a small
+# program of its own, and reading those back from the cache is where XLA:CPU aborted twice.
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -35,6 +35,13 @@ def fold(key, *path):
     return key
 
 
+@jax.jit
+def _forward(model, tokens_BT):
+    """Raw head outputs of a whole sequence (jitted once per shape: an eager call re-lowers the
+    layer scan and reads it back from the persistent compilation cache every time)."""
+    return model.forward(tokens_BT)
+
+
 class Fns:
     """Whole-sequence access to the models of a `TQParams`."""
 
@@ -63,7 +70,7 @@ class Fns:
         T = self.pad_to or len(seq)
         tokens = np.zeros((1, T), np.int32)
         tokens[0, :len(seq)] = seq
-        raw = np.asarray(model.forward(tokens)[0], np.float64)
+        raw = np.asarray(_forward(model, tokens)[0], np.float64)
         pad = model.config.pad_token_id
         real = [i for i, t in enumerate(seq) if t != pad]
         return float(raw[real[-1] if real else 0])

@@ -53,7 +53,7 @@ def subprocess_env(devices=1, multiprocess=False):
     env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
                TRANSFORMERS_VERBOSITY="error", TOKENIZERS_PARALLELISM="false",
                JAX_COMPILATION_CACHE_DIR=str(cache),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.2")
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1.0")
     return env
 
 
