@@ -11,9 +11,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import jax  # noqa: E402
 
-_CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".jax_cache")
-jax.config.update("jax_compilation_cache_dir", _CACHE)
-# Only programs worth keeping: every eager call of a layer scan compiles (and would look up) a small
-# program of its own, and reading those back from the cache is where XLA:CPU aborted twice.
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+# The persistent compilation cache is opt-in (TQJAX_TEST_CACHE=1 make test): on XLA:CPU (jax 0.10)
+# this suite's processes aborted inside the cache, reading an executable back and writing one
+# (2026-12-03, fresh clones), so CI compiles everything in memory.
+CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".jax_cache")
+if os.environ.get("TQJAX_TEST_CACHE") == "1":
+    jax.config.update("jax_compilation_cache_dir", CACHE)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

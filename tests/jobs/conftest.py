@@ -48,12 +48,13 @@ def subprocess_env(devices=1, multiprocess=False):
     collectives) keep their compiled programs apart from the test process's: an executable cached
     by a differently configured CPU client must never be read by another one."""
     env = dict(os.environ)
-    env.pop("JAX_COORDINATOR_ADDRESS", None)
-    cache = ROOT / (".jax_cache_multiprocess" if multiprocess else ".jax_cache")
+    for name in ("JAX_COORDINATOR_ADDRESS", "JAX_COMPILATION_CACHE_DIR"):
+        env.pop(name, None)
     env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
-               TRANSFORMERS_VERBOSITY="error", TOKENIZERS_PARALLELISM="false",
-               JAX_COMPILATION_CACHE_DIR=str(cache),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1.0")
+               TRANSFORMERS_VERBOSITY="error", TOKENIZERS_PARALLELISM="false")
+    if os.environ.get("TQJAX_TEST_CACHE") == "1":       # opt-in, as in tests/conftest.py
+        cache = ROOT / (".jax_cache_multiprocess" if multiprocess else ".jax_cache")
+        env.update(JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1.0")
     return env
 
 
