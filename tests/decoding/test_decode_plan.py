@@ -121,3 +121,8 @@ def test_batch_bucket(prompts, multiple, rows):
 def test_prompt_bucket(longest, room, slots):
     from tqjax.decoding.decode_plan import prompt_bucket
     assert prompt_bucket(longest, room) == slots
+
+
+def test_unknown_role_is_named():
+    with pytest.raises(ValueError, match=r"unknown model roles \['critic'\]"):
+        DecodePlan.build(DecodeConfig(), THREE + ("critic",))

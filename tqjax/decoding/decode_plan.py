@@ -147,10 +147,10 @@ class DecodePlan:
         """
         if not isinstance(config, DecodeConfig):
             raise TypeError(f"config must be a tqjax.DecodeConfig, got {type(config).__name__}")
-        given = tuple(r for r in ROLES if r in set(given))
         unknown = sorted(set(given) - set(ROLES))
         if unknown:
             raise ValueError(f"unknown model roles {unknown}; expected some of {ROLES}")
+        given = tuple(r for r in ROLES if r in set(given))
         method, candidates = config.method, config.method in CANDIDATE_METHODS
         proposal = "baseline" if method == "baseline" or (
             method != "sft" and config.proposal == "baseline") else "sft"
