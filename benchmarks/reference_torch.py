@@ -6,7 +6,7 @@ Written from the algorithm's description (docs/design.md, "Algorithm" and "The a
   with a KV cache to get the next-token logits. Each step the top-k candidates of π_sft are
   appended to the full prefix, and the k sequences are re-encoded from scratch and continued
   greedily by the baseline model with ``generate(max_new_tokens=H)``. All k full sequences
-  ``[prefix, z, τ]`` are scored by the reward model (score at the last token) and the token with
+  ``[prefix, z, τ]`` are scored by the reward model (read where transformers reads it) and the token with
   the largest ``log π_sft(z) + α·r`` is committed. It runs the whole budget (``ignore_eos``).
 - `tq_batched`: the "best effort" PyTorch variant. All prompts at once; every model keeps a KV
   cache of the committed sequences; each step the baseline's and the reward model's committed
@@ -73,14 +73,21 @@ def reward_scores(reward_model, **inputs):
 def _score_last(reward_model, ids_BT: torch.Tensor, first: int, eos) -> torch.Tensor:
     """Rewards ``[B]`` of ``[prefix, z, τ]`` rows whose suffix ``z, τ`` starts at column ``first``
     and ends at its first EOS (included; ``z = EOS`` ends it at once, whatever ``generate`` appended
-    after it) or at the last column; the rest is padding. The reward model
-    is causal, so the score at the last real token equals that of the unpadded sequence."""
+    after it) or at the last column; the rest is padding. Read as the reward model's own forward
+    reads the unpadded sequence (the model is causal): at its rightmost token that is not
+    ``config.pad_token_id``."""
     scores_BT = reward_scores(reward_model, input_ids=ids_BT)[0]
-    last_B = torch.full((ids_BT.shape[0],), ids_BT.shape[1] - 1)
+    T = ids_BT.shape[1]
+    last_B = torch.full((ids_BT.shape[0],), T - 1)
     if eos is not None:
         is_eos_BT = ids_BT[:, first:] == eos
         hit_B = is_eos_BT.any(-1)
         last_B = torch.where(hit_B, first + is_eos_BT.int().argmax(-1), last_B)
+    pad = reward_model.config.pad_token_id
+    if pad is not None:     # transformers: argmax(index · (ids != pad)) over the sequence
+        col_T = torch.arange(T)
+        real_BT = (ids_BT != pad) & (col_T[None] <= last_B[:, None])
+        last_B = (col_T[None] * real_BT).argmax(-1)
     return scores_BT[torch.arange(ids_BT.shape[0]), last_B]
 
 
@@ -154,6 +161,11 @@ def tq_batched(sft, baseline, reward, prompts, k=10, alpha=1.0, horizon=20, max_
     caches, heads = {}, {}
     for name, model in (("sft", sft), ("baseline", baseline), ("reward", reward)):
         heads[name], caches[name] = run(model, ids_BT, mask_BT, None)
+    # the reward as transformers reads it: a token equal to the pad id keeps the reading before it
+    # (prompts hold no pad id, so the prompt's reading is its last token's score)
+    pad = reward.config.pad_token_id
+    keeps = (lambda tok: tok == pad) if pad is not None else (lambda tok: torch.zeros_like(tok, dtype=torch.bool))
+    read_B = heads["reward"]
     generated = torch.zeros((B, max_new_tokens), dtype=torch.long)
     for step in range(max_new_tokens):
         logp_C, z_BC = torch.topk(torch.log_softmax(heads["sft"], -1), k)
@@ -161,10 +173,10 @@ def tq_batched(sft, baseline, reward, prompts, k=10, alpha=1.0, horizon=20, max_
         mask = mask_BT.repeat_interleave(k, 0)
         tok = z_BC.reshape(B * k, 1)
         done_R = torch.zeros(B * k, dtype=torch.bool)
-        r_R = torch.zeros(B * k)
+        r_R = read_B.repeat_interleave(k, 0)
         for h in range(horizon + 1):
             mask = torch.cat([mask, torch.ones_like(tok)], 1)
-            r_R = torch.where(done_R, r_R, run(reward, tok, mask, rm)[0])
+            r_R = torch.where(done_R | keeps(tok[:, 0]), r_R, run(reward, tok, mask, rm)[0])
             if h < horizon:
                 nxt = run(baseline, tok, mask, bl)[0].argmax(-1, keepdim=True)
                 if eos is not None:
@@ -177,4 +189,5 @@ def tq_batched(sft, baseline, reward, prompts, k=10, alpha=1.0, horizon=20, max_
         if step + 1 < max_new_tokens:
             for name, model in (("sft", sft), ("baseline", baseline), ("reward", reward)):
                 heads[name], caches[name] = run(model, token_B1, mask_BT, caches[name])
+            read_B = torch.where(keeps(token_B1[:, 0]), read_B, heads["reward"])
     return generated.tolist()
