@@ -77,6 +77,10 @@ def test_eval_writes_json_table_and_plot(world_dir, tmp_path, capsys):
     md = (out / "eval.md").read_text()
     assert "| tq-indirect |" in md and "coherence (SFT stand-in)" in md and "(val) |" in md
     assert "TQ* against each method on gold r" in md
+    assert set(report["rm_agreement"]) == set(report["methods"])
+    for a in [*report["rm_agreement"].values(), *(p["rm_agreement"] for p in report["frontier"]["tq"])]:
+        assert a["pairs"] <= 1 and (a["pairs"] == 0) == (a["pairwise_accuracy"] != a["pairwise_accuracy"])
+    assert "The learned reward model against gold r on each method's outputs" in md
 
 
 def test_eval_coherence_from_a_sentence_encoder(world_dir, tmp_path):

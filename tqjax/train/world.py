@@ -304,13 +304,15 @@ def train_reward_onpolicy(recipe: WorldRecipe, tokenizer, sft_model: Model, base
     ARGS, CD and TQ* at α = 1, 2, 4), using ``baseline`` as ρ_BL and the *current* reward model, orders every two
     responses to a prompt by r (`onpolicy.pairs`), and continues training the reward model
     (``reward_onpolicy``) on the generator, reward-hack and minimal pairs of `train_reward` plus
-    every round's on-policy pairs so far, repeated ``onpolicy_weight`` times. The prompts exclude
+    every round's on-policy pairs so far, repeated ``onpolicy_weight`` times (``steps_scale`` < 1
+    scales the prompt counts too). The prompts exclude
     `tqjax eval`'s held-out prompts. The report holds the agreement with r (`onpolicy.agreement`)
     before and after, on each method's outputs to ``onpolicy_check_prompts`` other prompts,
     decoded once with the reward model that this stage starts from.
     """
     base = DecodeConfig(max_new_tokens=recipe.onpolicy_max_new_tokens)
-    check = onpolicy.training_prompts(recipe.onpolicy_check_prompts, recipe.seed_for("prompts:onpolicy:check"))
+    scaled = lambda n: max(2, round(n * min(recipe.steps_scale, 1.0)))
+    check = onpolicy.training_prompts(scaled(recipe.onpolicy_check_prompts), recipe.seed_for("prompts:onpolicy:check"))
     check_samples = onpolicy.sample(TQParams(sft=sft_model, baseline=baseline, reward=rm), check, sources,
                                     base=base.replace(seed=recipe.seed_for("sample:onpolicy:check") % 2**31))
     check_gold = onpolicy.gold_scores(tokenizer, check, check_samples)
@@ -322,9 +324,9 @@ def train_reward_onpolicy(recipe: WorldRecipe, tokenizer, sft_model: Model, base
     held_out = set(check)
     collected = []
     for r in range(recipe.onpolicy_rounds):
-        prompts = [p for p in onpolicy.training_prompts(2 * recipe.onpolicy_prompts,
+        prompts = [p for p in onpolicy.training_prompts(2 * scaled(recipe.onpolicy_prompts),
                                                         recipe.seed_for(f"prompts:onpolicy:{r}"))
-                   if p not in held_out][:recipe.onpolicy_prompts]
+                   if p not in held_out][:scaled(recipe.onpolicy_prompts)]
         samples = onpolicy.sample(TQParams(sft=sft_model, baseline=baseline, reward=rm), prompts, sources,
                                   base=base.replace(seed=recipe.seed_for(f"sample:onpolicy:{r}") % 2**31))
         gold = onpolicy.gold_scores(tokenizer, prompts, samples)
