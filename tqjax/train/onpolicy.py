@@ -128,8 +128,10 @@ def agreement(rm: Model, tokenizer, prompts: Sequence[str], samples: dict, gold:
 
     Each entry is `tqjax.eval.metrics.rank_agreement` of the RM scores and gold rewards of the
     source's responses (one per prompt): Spearman's ρ and the pairwise accuracy over every two
-    responses whose gold rewards differ. ``"same prompt"`` is the pairwise accuracy over the pairs
-    `pairs` builds (two sources' responses to one prompt), the comparison a decoder makes.
+    responses whose gold rewards differ. ``"same prompt"`` is the pairwise accuracy over every two
+    sources' responses to one prompt that differ in text and in gold reward, the comparison a
+    decoder makes: the pairs of `pairs`, except that a response several sources gave counts once
+    per source.
     """
     scores = {n: rm_scores(rm, tokenizer, prompts, samples[n]) for n in samples}
     out = {n: rank_agreement(scores[n], gold[n]) for n in samples}
