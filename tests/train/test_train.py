@@ -185,3 +185,5 @@ def test_cli_refuses_to_replace_models(tmp_path, capsys):
     assert "already holds sft; pass --overwrite" in capsys.readouterr().err
     assert cli_main(["train", "world", "--out", str(tmp_path / "x"), "--steps-scale", "0"]) == 2
     assert "--steps-scale must be > 0" in capsys.readouterr().err
+    assert cli_main(["train", "world", "--out", str(tmp_path / "x"), "--onpolicy-rounds", "-1"]) == 2
+    assert "--onpolicy-rounds must be >= 0" in capsys.readouterr().err

@@ -13,8 +13,8 @@ import os
 
 from tqjax.cli.options import SHIPPED, add_decode_flags, decode_config, load_models
 from tqjax.decoding.decode_plan import CANDIDATE_METHODS
+from tqjax.world.generator import EVAL_PROMPT_SEED as EVAL_SEED
 
-EVAL_SEED = 30_000   # held-out prompts of the world task: test first, validation after
 METHODS = ("sft", "baseline", "bon", "args", "cd", "tq", "tq-indirect")
 ALPHA_SWEPT = CANDIDATE_METHODS     # the methods whose α is swept
 
@@ -148,6 +148,13 @@ def _coherence(args, sft, prompts):
     return score, info
 
 
+def _rm_agreement(rm, tokenizer, prompts, result: dict) -> dict:
+    """The learned reward model against gold r on one method's test outputs (`rank_agreement`)."""
+    from tqjax.eval.metrics import rank_agreement, rm_scores
+
+    return rank_agreement(rm_scores(rm, tokenizer, prompts, result["tokens"]), result["gold"])
+
+
 def _paired(gold: dict, a: str, others: list[str]) -> list[dict]:
     from tqjax.eval.stats import paired_test
 
@@ -158,7 +165,7 @@ def run(args) -> int:
     import numpy as np
 
     from tqjax.eval import markdown_table, run as run_method, summarise
-    from tqjax.eval.compare import paired_markdown, prompt_metrics, selected_name, summary_row
+    from tqjax.eval.compare import agreement_markdown, paired_markdown, prompt_metrics, selected_name, summary_row
     from tqjax.eval.select import select
     from tqjax.eval.stats import LEVEL, RESAMPLES
 
@@ -187,6 +194,8 @@ def run(args) -> int:
         results[m.name] = run_method(m, test, args.batch_size, gold)
         print(f"{m.name}: done in {results[m.name]['seconds']:.1f}s")
     table = summarise(results, coherence)
+    agree = lambda r: _rm_agreement(models["reward"], models["sft"].tokenizer, test, r)
+    agreement = {name: agree(r) for name, r in results.items()} if gold else {}
 
     key = "gold_reward" if gold else "reward"
     frontier, validation, test_runs = {}, {}, {}
@@ -200,6 +209,8 @@ def run(args) -> int:
             r = results[m.name] if cfg == m.config else run_method(swept_m, test, args.batch_size, gold, warmup=False)
             test_runs.setdefault(m.name, {})[value] = r
             point = dict(param=param, value=value, **summary_row(r, coherence(r), results.get("sft")))
+            if gold:
+                point["rm_agreement"] = agree(r)
             frontier.setdefault(m.name, []).append(point)
             if val:
                 rv = prompt_metrics(run_method(swept_m, val, args.batch_size, gold, warmup=False), [np.nan] * len(val))
@@ -235,7 +246,7 @@ def run(args) -> int:
                   selected={n: dict(param=p["param"], value=p["value"], validation=p["validation"], test=p["test"],
                                     criterion=f"highest mean {key} on the validation prompts (ties: lower KL)")
                             for n, p in selected.items()},
-                  paired=paired, frontier=frontier,
+                  paired=paired, frontier=frontier, rm_agreement=agreement,
                   validation={n: [dict(value=v, **s) for v, s in per.items()] for n, per in validation.items()})
     report["matched_compute"] = {
         "bon_n": next((m.config.n for m in methods if m.name == "bon"), None),
@@ -256,6 +267,9 @@ def run(args) -> int:
     if paired:
         md += f"\n### TQ* against each method on gold r (paired over the {len(test)} test prompts)\n\n"
         md += paired_markdown(paired) + "\n"
+    if agreement:
+        md += (f"\n### The learned reward model against gold r on each method's outputs ({len(test)} test prompts)\n\n"
+               + agreement_markdown(agreement) + "\n")
     with open(os.path.join(args.out, "eval.md"), "w") as f:
         f.write(md)
     print(md)

@@ -16,6 +16,9 @@ def add_parser(sub) -> None:
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--steps-scale", type=float, default=1.0,
                    help="multiply every run's number of steps (e.g. 0.1 for a quick try)")
+    w.add_argument("--onpolicy-rounds", "--onpolicy_rounds", dest="onpolicy_rounds", type=int, default=1,
+                   help="rounds of on-policy pairs for the target reward model (responses of sft, the DPO "
+                        "baseline, best-of-N, ARGS, CD and TQ* ordered by the gold reward); 0 skips them")
     w.add_argument("--work-dir", default=None,
                    help="training state (orbax checkpoints, optimiser state); rerunning with the same "
                         "folder resumes. Default: a folder under the system temp dir derived from "
@@ -36,13 +39,15 @@ def run(args) -> int:
 
     if args.steps_scale <= 0:
         raise ValueError(f"--steps-scale must be > 0, got {args.steps_scale}")
+    if args.onpolicy_rounds < 0:
+        raise ValueError(f"--onpolicy-rounds must be >= 0, got {args.onpolicy_rounds}")
     existing = recipe_lib.existing_models(args.out)
     if existing and not args.overwrite:
         raise FileExistsError(f"{args.out} already holds {', '.join(existing)}; pass --overwrite to replace them")
     work_dir = args.work_dir or _default_work_dir(args.out, args.seed, args.steps_scale)
     os.makedirs(args.out, exist_ok=True)
     print(f"training state in {work_dir} (rerun the same command to resume)")
-    recipe = recipe_lib.WorldRecipe(seed=args.seed, steps_scale=args.steps_scale)
+    recipe = recipe_lib.WorldRecipe(seed=args.seed, steps_scale=args.steps_scale, onpolicy_rounds=args.onpolicy_rounds)
     report = recipe_lib.build(recipe, args.out, work_dir=work_dir, progress=not args.no_progress,
                               overwrite=args.overwrite)
     if not args.keep_state:

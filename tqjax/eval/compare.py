@@ -155,3 +155,12 @@ def paired_markdown(paired: list[dict]) -> str:
         rows.append(f"| {t['a']} | {t['b']} | {t['mean_diff']:+.2f} [{lo:+.2f}, {hi:+.2f}] | "
                     f"{t['better']} / {t['tied']} / {t['worse']} | {t['p_value']:.3g} |")
     return "\n".join(rows)
+
+
+def agreement_markdown(agreement: dict) -> str:
+    """Per method, the reward model's Spearman ρ and pairwise accuracy against gold r
+    (`tqjax.eval.metrics.rank_agreement` of one method's outputs) as a Markdown table."""
+    rows = ["| outputs of | Spearman ρ (RM vs gold r) | pairwise accuracy | pairs |", "| --- | ---: | ---: | ---: |"]
+    for name, a in agreement.items():
+        rows.append(f"| {name} | {a['spearman']:+.2f} | {a['pairwise_accuracy']:.2f} | {a['pairs']} |")
+    return "\n".join(rows)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from tqjax.api.decode import prompt_ids
+from tqjax.api.models import reward as reward_scores
 
 
 def diversity(words: list[str]) -> float:
@@ -58,3 +63,64 @@ def win_rates(scores: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     """
     win, win_tie = win_indicators(scores, reference)
     return float(win.mean()), float(win_tie.mean())
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share the mean of their positions), 0-based."""
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x), np.float64)
+    ranks[order] = np.arange(len(x), dtype=np.float64)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return sums[inverse] / counts[inverse]
+
+
+def rank_agreement(scores_P, gold_P) -> dict:
+    """How well a reward model's scores ``[P]`` order responses as their gold rewards ``[P]`` do.
+
+    ``spearman``: the rank correlation (average ranks for ties; NaN when either side is constant).
+    ``pairwise_accuracy``: over every two responses whose gold rewards differ, the share the scores
+    order the same way (a score tie counts half); ``pairs`` is how many such pairs there are.
+    """
+    s, g = np.asarray(scores_P, np.float64), np.asarray(gold_P, np.float64)
+    if s.shape != g.shape or s.ndim != 1:
+        raise ValueError(f"scores and gold rewards must be two [P] arrays, got shapes {s.shape} and {g.shape}")
+    rs, rg = _ranks(s), _ranks(g)
+    rs, rg = rs - rs.mean(), rg - rg.mean()
+    denom = np.sqrt((rs ** 2).sum() * (rg ** 2).sum())
+    spearman = float((rs * rg).sum() / denom) if denom > 0 else float("nan")
+    i, j = np.triu_indices(len(s), 1)
+    dg, ds = np.sign(g[i] - g[j]), np.sign(s[i] - s[j])
+    keep = dg != 0
+    pairs = int(keep.sum())
+    agree = np.where(ds[keep] == 0, 0.5, (ds[keep] == dg[keep]).astype(np.float64))
+    return {"spearman": spearman, "pairwise_accuracy": float(agree.mean()) if pairs else float("nan"), "pairs": pairs}
+
+
+def prompt_response_ids(tokenizer, prompts, responses) -> list[list[int]]:
+    """Token ids of each prompt (as `tqjax.decode` tokenises it) followed by its response's ids."""
+    return [list(prompt_ids(tokenizer, p, i)) + list(r) for i, (p, r) in enumerate(zip(prompts, responses))]
+
+
+def pad_rows(seqs: list[list[int]], length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded ``tokens_NT`` int32 and ``lengths_N`` int32 of token id lists."""
+    tokens_NT = np.full((len(seqs), length), pad_id, np.int32)
+    for i, s in enumerate(seqs):
+        if len(s) > length:
+            raise ValueError(f"sequence {i} has {len(s)} tokens, more than the padded length {length}")
+        tokens_NT[i, :len(s)] = s
+    return tokens_NT, np.asarray([len(s) for s in seqs], np.int32)
+
+
+def rm_scores(rm, tokenizer, prompts: Sequence[str], responses: Sequence[Sequence[int]],
+              batch_size: int = 128) -> np.ndarray:
+    """float64 ``[P]``: the reward model's score of each prompt + response (`tqjax.reward`)."""
+    seqs = prompt_response_ids(tokenizer, prompts, responses)
+    width = 1 << int(max(len(s) for s in seqs) - 1).bit_length()
+    out = []
+    for lo in range(0, len(seqs), batch_size):
+        chunk = seqs[lo:lo + batch_size]
+        chunk = chunk + [chunk[0]] * (batch_size - len(chunk))   # one shape for every batch
+        tokens_BT, lengths_B = pad_rows(chunk, width, tokenizer.pad_token_id)
+        out.append(np.asarray(reward_scores(rm, tokens_BT, lengths_B), np.float64)[:min(batch_size, len(seqs) - lo)])
+    return np.concatenate(out)

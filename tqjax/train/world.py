@@ -2,8 +2,10 @@
 
 `build` trains, in order: the SFT model (next-token loss on sampled reviews), two reward models
 (Bradley–Terry on pairs labelled by the target reward r and by the baseline reward r_BL, each
-started from the SFT body), and two DPO baselines from the SFT model (pairs labelled by r: the
-direct baseline; by r_BL: the indirect baseline). It validates each on held-out data, samples
+started from the SFT body), two DPO baselines from the SFT model (pairs labelled by r: the
+direct baseline; by r_BL: the indirect baseline), and then continues the target reward model on
+on-policy pairs: responses of the decoders it steers, ordered by r (`train_reward_onpolicy`).
+It validates each on held-out data, samples
 responses to held-out prompts from the SFT and DPO models to measure their gold rewards, and saves
 the five models with `tqjax.save`. Everything is a function of ``WorldRecipe.seed``.
 """
@@ -25,7 +27,9 @@ import numpy as np
 from tqjax import world
 from tqjax.api.models import save
 from tqjax.models import Model, ModelConfig, init_model
-from tqjax.train import data, dpo, reward_model, sft
+from tqjax.api.decode import TQParams
+from tqjax.decoding.config import DecodeConfig
+from tqjax.train import data, dpo, onpolicy, reward_model, sft
 from tqjax.train.loop import TrainConfig
 
 MODELS = ("sft", "baseline-direct", "baseline-indirect", "reward", "reward-baseline")
@@ -60,13 +64,20 @@ class WorldRecipe:
                                                checkpoint_every=100)
     dpo: TrainConfig = TrainConfig(steps=250, batch_size=32, learning_rate=3e-4, warmup_steps=25,
                                    weight_decay=0.0, checkpoint_every=100)
+    onpolicy_rounds: int = 1
+    onpolicy_prompts: int = 64
+    onpolicy_check_prompts: int = 32
+    onpolicy_weight: int = 2
+    onpolicy_max_new_tokens: int = 48
+    reward_onpolicy: TrainConfig = TrainConfig(steps=300, batch_size=32, learning_rate=3e-4, warmup_steps=30,
+                                               checkpoint_every=100)
 
     def seed_for(self, name: str) -> int:
         """A seed for one purpose (data set, init, batch order), derived from ``seed``."""
         return zlib.crc32(f"{self.seed}:{name}".encode())
 
     def run_config(self, name: str) -> TrainConfig:
-        """The `TrainConfig` of run ``name`` ("sft", "reward", "reward_baseline", "dpo"), scaled and seeded.
+        """The `TrainConfig` of run ``name`` ("sft", "reward", "reward_baseline", "dpo", "reward_onpolicy"), scaled and seeded.
 
         Both reward models draw their batch order from the seed of "reward".
         """
@@ -260,22 +271,78 @@ def train_reward(recipe: WorldRecipe, tokenizer, sft_model: Model, name: str, la
     pairs. The model starts from the SFT body. It is validated on held-out generator, reward-hack
     and minimal pairs (separate seeds from training).
     """
-    fn = REWARDS[label]
     train_pairs = _pairs(recipe, tokenizer, label, "train", recipe.pairs, hacks=True,
                          contrasts=label in recipe.contrast_labels)
     init = reward_model.from_lm(sft_model, jax.random.PRNGKey(recipe.seed_for(f"init:{name}")))
     config = recipe.run_config("reward" if label == "target" else "reward_baseline")
     run = reward_model.train(init, train_pairs, config, state_dir, desc=name, progress=progress)
     rm = init.replace(params=run.params)
+    return rm, {"label": label, **_validate_reward(recipe, tokenizer, rm, label), "train_loss_last": _tail(run.losses)}
+
+
+def _validate_reward(recipe: WorldRecipe, tokenizer, rm: Model, label: str) -> dict:
+    """Held-out pairwise accuracy on generator, reward-hack and minimal pairs (seeds apart from training)."""
+    fn = REWARDS[label]
     n_val = round(recipe.val_pairs * recipe.hack_fraction)
     gen = reward_model.validate(rm, _pairs(recipe, tokenizer, label, "val", recipe.val_pairs, hacks=False))
     hack = reward_model.validate(rm, data.pair_arrays(
         tokenizer, hack_pairs(n_val, fn, recipe.seed_for(f"hacks:{label}:val")), recipe.length))
     contrast = reward_model.validate(rm, data.pair_arrays(
         tokenizer, contrast_pairs(n_val, fn, recipe.seed_for(f"contrasts:{label}:val")), recipe.length))
-    return rm, {"label": label, **gen, "hack_accuracy": hack["accuracy"], "hack_pairs": hack["pairs"],
-                "contrast_accuracy": contrast["accuracy"], "contrast_pairs": contrast["pairs"],
-                "train_loss_last": _tail(run.losses)}
+    return {**gen, "hack_accuracy": hack["accuracy"], "hack_pairs": hack["pairs"],
+            "contrast_accuracy": contrast["accuracy"], "contrast_pairs": contrast["pairs"]}
+
+
+def train_reward_onpolicy(recipe: WorldRecipe, tokenizer, sft_model: Model, baseline: Model, rm: Model,
+                          state_dir: str | None = None, progress: bool = True,
+                          log: Callable[[str], None] = print,
+                          sources: Sequence[onpolicy.Source] = onpolicy.SOURCES) -> tuple[Model, dict]:
+    """Fine-tune the target reward model on on-policy pairs labelled by the gold reward r.
+
+    Each of ``onpolicy_rounds`` rounds decodes ``onpolicy_prompts`` training prompts with every
+    method of ``sources`` (default `onpolicy.SOURCES`: SFT, the direct DPO baseline, best-of-8,
+    ARGS, CD and TQ* at α = 1, 2, 4), using ``baseline`` as ρ_BL and the *current* reward model, orders every two
+    responses to a prompt by r (`onpolicy.pairs`), and continues training the reward model
+    (``reward_onpolicy``) on the generator, reward-hack and minimal pairs of `train_reward` plus
+    every round's on-policy pairs so far, repeated ``onpolicy_weight`` times (``steps_scale`` < 1
+    scales the prompt counts too). The prompts exclude
+    `tqjax eval`'s held-out prompts. The report holds the agreement with r (`onpolicy.agreement`)
+    before and after, on each method's outputs to ``onpolicy_check_prompts`` other prompts,
+    decoded once with the reward model that this stage starts from.
+    """
+    base = DecodeConfig(max_new_tokens=recipe.onpolicy_max_new_tokens)
+    scaled = lambda n: max(2, round(n * min(recipe.steps_scale, 1.0)))
+    check = onpolicy.training_prompts(scaled(recipe.onpolicy_check_prompts), recipe.seed_for("prompts:onpolicy:check"))
+    check_samples = onpolicy.sample(TQParams(sft=sft_model, baseline=baseline, reward=rm), check, sources,
+                                    base=base.replace(seed=recipe.seed_for("sample:onpolicy:check") % 2**31))
+    check_gold = onpolicy.gold_scores(tokenizer, check, check_samples)
+    report: dict = {"check_prompts": len(check), "sources": [s.name for s in sources],
+                    "gold_reward": {n: float(g.mean()) for n, g in check_gold.items()},
+                    "before": onpolicy.agreement(rm, tokenizer, check, check_samples, check_gold), "rounds": []}
+    offline = _pairs(recipe, tokenizer, "target", "train", recipe.pairs, hacks=True,
+                     contrasts="target" in recipe.contrast_labels)
+    held_out = set(check)
+    collected = []
+    for r in range(recipe.onpolicy_rounds):
+        prompts = [p for p in onpolicy.training_prompts(2 * scaled(recipe.onpolicy_prompts),
+                                                        recipe.seed_for(f"prompts:onpolicy:{r}"))
+                   if p not in held_out][:scaled(recipe.onpolicy_prompts)]
+        samples = onpolicy.sample(TQParams(sft=sft_model, baseline=baseline, reward=rm), prompts, sources,
+                                  base=base.replace(seed=recipe.seed_for(f"sample:onpolicy:{r}") % 2**31))
+        gold = onpolicy.gold_scores(tokenizer, prompts, samples)
+        collected.append(onpolicy.pairs(tokenizer, prompts, samples, gold, 2 * recipe.length))
+        train = onpolicy.concat([offline] + collected * recipe.onpolicy_weight, tokenizer.pad_token_id)
+        config = recipe.run_config("reward_onpolicy").replace(seed=recipe.seed_for(f"order:reward_onpolicy:{r}"))
+        run = reward_model.train(rm, train, config, _state_dir(state_dir, f"round{r}"), desc=f"reward round {r + 1}",
+                                 progress=progress)
+        rm = rm.replace(params=run.params)
+        report["rounds"].append({"prompts": len(prompts), "onpolicy_pairs": data.size(collected[-1]),
+                                 "gold_reward": {n: float(g.mean()) for n, g in gold.items()},
+                                 "train_loss_last": _tail(run.losses)})
+        log(f"reward on-policy round {r + 1}: {data.size(collected[-1])} pairs from {len(prompts)} prompts")
+    report["after"] = onpolicy.agreement(rm, tokenizer, check, check_samples, check_gold)
+    report["validation"] = _validate_reward(recipe, tokenizer, rm, "target")
+    return rm, report
 
 
 def _state_dir(work_dir: str | None, name: str) -> str | None:
@@ -334,6 +401,18 @@ def build(recipe: WorldRecipe, out_dir: str, work_dir: str | None = None, progre
             f"accuracy vs gold {label} reward {report[name]['accuracy']:.3f}")
         models[name] = policy
         timings[name] = time.time() - t0
+
+    # the target reward model again, on on-policy pairs from the decoders it steers
+    if recipe.onpolicy_rounds > 0:
+        t0 = time.time()
+        models["reward"], report["reward-onpolicy"] = train_reward_onpolicy(
+            recipe, tokenizer, sft_model, models["baseline-direct"], models["reward"],
+            _state_dir(work_dir, "reward-onpolicy"), progress=progress, log=log)
+        before, after = report["reward-onpolicy"]["before"], report["reward-onpolicy"]["after"]
+        log(f"reward after on-policy pairs: same-prompt pairwise accuracy vs gold r "
+            f"{before['same prompt']['pairwise_accuracy']:.3f} -> {after['same prompt']['pairwise_accuracy']:.3f}, "
+            f"Spearman on all outputs {before['all']['spearman']:.3f} -> {after['all']['spearman']:.3f}")
+        timings["reward-onpolicy"] = time.time() - t0
 
     # gold rewards of sampled responses on held-out prompts
     t0 = time.time()

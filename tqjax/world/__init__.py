@@ -2,6 +2,7 @@
 
 from tqjax.world.generator import (
     DOMAINS,
+    EVAL_PROMPT_SEED,
     Example,
     Pair,
     make_pairs,
@@ -26,7 +27,7 @@ from tqjax.world.rewards import (
 from tqjax.world.tokenizer import train_tokenizer, world_tokenizer
 
 __all__ = [
-    "BASELINE", "DOMAINS", "SPECIAL_TOKENS", "TARGET", "Example", "Pair", "RewardSpec",
+    "BASELINE", "DOMAINS", "EVAL_PROMPT_SEED", "SPECIAL_TOKENS", "TARGET", "Example", "Pair", "RewardSpec",
     "RewardTables", "baseline_reward", "gold_reward_jax", "make_pairs", "reward", "reward_tables",
     "sample_examples", "sample_prompts", "sample_texts", "target_reward", "train_tokenizer",
     "vocabulary", "words", "world_tokenizer",

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import numpy as np
 
 EOS = "<eos>"
+EVAL_PROMPT_SEED = 30_000   # `tqjax eval`'s held-out prompts (test first, validation after); never trained on
 
 
 @dataclasses.dataclass(frozen=True)
