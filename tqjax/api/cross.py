@@ -31,7 +31,7 @@ def decode_text(params, prompts, config, arrays, token_lists, plan, roles, mesh)
     tokenizer = getattr(params.sft, "tokenizer", None)
     diagnostics = dict(steps=int(out["steps"]), nonfinite=out["bad_B"], fallbacks=out["fallback_B"],
                        cross_seconds=out["cross_seconds"], reader_tokens=out["reader_tokens"])
-    for name in ("rank", "q", "sample_rewards", "kept"):
+    for name in ("rank", "q", "sample_rewards", "kept", "reader_buckets"):
         if name in out:
             diagnostics[name] = out[name]
     rewards = None if out["reward_B"] is None else np.asarray(out["reward_B"], np.float32)

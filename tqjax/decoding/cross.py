@@ -165,6 +165,7 @@ def generate(params, arrays, prompt_ids, codecs, knobs, plan: DecodePlan, *, dia
     bad, fallback = np.zeros(B, np.int32), np.zeros(B, np.int32)
     ranks, qs = [[] for _ in range(B)], [[] for _ in range(B)]
     rows = [min(b, P - 1) for b in range(B)]
+    buckets = set()     # per step, each reader's (prefix, suffix) slots: one program per entry
     step = 0
     while step < N and not done.all():
         step_keys_B = sampler.step_key(keys_B, step)
@@ -184,6 +185,7 @@ def generate(params, arrays, prompt_ids, codecs, knobs, plan: DecodePlan, *, dia
                     else:
                         responses.append(committed[b] + toks_np[c, m, b, :last_np[c, m, b] + 1].tolist())
         reads = _reads(codecs, row_ids, responses, B, clock)
+        buckets.add(tuple((r, x[0].shape[1], x[2].shape[2]) for r, x in sorted(reads.items())))
         t = time.perf_counter()
         live_now = jnp.asarray(~done)
         caches, outs, token_B, info = _score_commit(lms, readers, caches, outs, cand, prior, lr,
@@ -208,7 +210,8 @@ def generate(params, arrays, prompt_ids, codecs, knobs, plan: DecodePlan, *, dia
         reward = score_texts(codecs, readers, range(P), committed[:P], clock=clock)
     out = dict(tokens=committed[:P], reward_B=reward, steps=step, bad_B=bad[:P],
                fallback_B=fallback[:P], cross_seconds=dict(clock.seconds),
-               reader_tokens=clock.reader_tokens, **{k: v[:P] for k, v in acc.items()})
+               reader_tokens=clock.reader_tokens, reader_buckets=sorted(buckets),
+               **{k: v[:P] for k, v in acc.items()})
     if diagnostics:
         out.update(rank=[np.asarray(x, np.int32) for x in ranks[:P]],
                    q=[np.asarray(x, np.float32).reshape(-1, plan.k) for x in qs[:P]])
