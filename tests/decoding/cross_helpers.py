@@ -69,8 +69,8 @@ class TextFns(ref.Fns):
     forward and read the score at the rightmost non-pad id. ``messages``: per prompt, the chat
     messages (then the response alone is decoded into the assistant turn)."""
 
-    def __init__(self, params, messages=None):
-        super().__init__(params)
+    def __init__(self, params, messages=None, pad_to=64):
+        super().__init__(params, pad_to)     # one compiled forward per model, not one per length
         self.messages, self.prompt_len, self.index = messages, 0, 0
 
     def score(self, role, seq):
@@ -84,7 +84,9 @@ class TextFns(ref.Fns):
             ids = tok.apply_chat_template(conv, tokenize=True)
             ids = ids["input_ids"] if hasattr(ids, "keys") else ids
         self.calls += 1
-        raw = np.asarray(ref._forward(model, np.asarray([ids], np.int32))[0], np.float64)
+        tokens = np.zeros((1, max(self.pad_to, len(ids))), np.int32)
+        tokens[0, :len(ids)] = ids          # causal: the padding after them changes nothing
+        raw = np.asarray(ref._forward(model, tokens)[0], np.float64)
         pad = model.config.pad_token_id
         real = [i for i, t in enumerate(ids) if t != pad]
         return float(raw[real[-1] if real else 0])

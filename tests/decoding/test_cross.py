@@ -137,8 +137,8 @@ def test_score_program_does_not_recompile_per_step(models):
     cfg = CASES["tq-greedy"].replace(max_new_tokens=12, stop_token_ids=())
     out = decode(params, PROMPTS, cfg)
     assert out.diagnostics["steps"] == 12
-    buckets = out.diagnostics["reader_buckets"]        # power-of-two buckets, not one per step
-    assert cross._score_commit._cache_size() == len(buckets) <= 3
+    buckets = out.diagnostics["reader_buckets"]        # a few fixed buckets, not one per step
+    assert cross._score_commit._cache_size() == len(buckets) <= 4
 
 
 # -- bad inputs ------------------------------------------------------------------------------

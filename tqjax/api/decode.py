@@ -21,7 +21,7 @@ from tqjax.decoding.decode_plan import (ROLE_KINDS, DecodePlan, Knobs, batch_buc
                                        prompt_bucket)
 from tqjax.models.protocol import check_protocol
 from tqjax.parallel.multihost import fetch, put_global, spans_processes
-from tqjax.decoding.text_reader import text_roles
+from tqjax.decoding.text_reader import check_reader_context, text_roles
 from tqjax.io.chat import has_chat_template, is_messages, render_chat
 
 
@@ -172,6 +172,8 @@ def _prepare(params, prompts, config, indices=None, batch_multiple=1):
     models, plan = _check_models(params, config)
     token_lists = _tokenize(params, prompts)
     _check_tokens(token_lists, models, plan)
+    if set(plan.active) - set(models):         # readers of text: their context, before any work
+        check_reader_context(params, prompts, token_lists, plan)
     if indices is None:
         indices = range(len(token_lists))
     indices = [int(i) for i in indices]
@@ -227,7 +229,8 @@ def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), *,
     """
     data = 1 if mesh is None else dict(zip(mesh.axis_names, mesh.devices.shape)).get("data", 1)
     arrays, token_lists, plan = _prepare(params, prompts, config, indices, batch_multiple=data)
-    text = text_roles({r: getattr(params, r) for r in ROLE_KINDS if getattr(params, r) is not None})
+    text = [r for r in text_roles({r: getattr(params, r) for r in ROLE_KINDS
+                                   if getattr(params, r) is not None}) if r in plan.active]
     if text:        # a reader with its own tokenizer: the text round trip (tqjax.api.cross)
         from tqjax.api.cross import decode_text
         return decode_text(params, prompts, config, arrays, token_lists, plan, text, mesh)

@@ -10,7 +10,7 @@ round trip (`tqjax.decoding.text_reader`) between them, and everything else stay
    tokenizer and re-encoded with each reader's, in one batched call of each tokenizer;
 3. ``_score_commit``: each reader prefills, once per row, the longest prefix of ids that all of the
    row's encodings share (exact by construction: the ids are compared, not assumed) and reads the
-   rest of every encoding against it in one pass (`forward_suffix`), in power-of-two buckets; then
+   rest of every encoding against it in one pass (`forward_suffix`), in fixed buckets; then
    the values, the selection (`tq.choose`) and the commit to the SFT/baseline caches, as the fused
    step does them.
 

@@ -17,7 +17,7 @@ A reader with the SFT tokenizer and template reads the ids themselves (`TextCode
 ``identity=True``): the same ids as the fused path. `layout` turns a batch of reader encodings into
 the arrays the scoring program reads: per row the longest prefix that every encoding of the row
 shares, token for token (so reusing it is exact by construction, whatever the tokenizer does at the
-seam), and per encoding the rest, bucketed to powers of two.
+seam), and per encoding the rest, both bucketed (`bucket`).
 """
 
 from __future__ import annotations
@@ -32,8 +32,13 @@ READERS = ("reward", "baseline_reward")
 MIN_BUCKET = 8
 
 
-def _pow2(n: int) -> int:
-    return max(MIN_BUCKET, 1 << max(0, int(n) - 1).bit_length())
+def bucket(n: int) -> int:
+    """The slots ``n`` reader ids are padded to: the next power of two or 1.5× one (8, 12, 16,
+    24, 32, 48, ...), at least `MIN_BUCKET`: padding stays under a third, and a decode compiles
+    the scoring program for only the few buckets its lengths pass through."""
+    n = max(int(n), MIN_BUCKET)
+    p = 1 << (n - 1).bit_length()
+    return p * 3 // 4 if n <= p * 3 // 4 else p
 
 
 def same_tokenizer(a, b) -> bool:
@@ -162,8 +167,8 @@ def layout(encodings, groups: int):
         while p < n and all(x[p] == first[p] for x in rows[1:]):
             p += 1
         shared[b] = p
-    P = _pow2(max(int(shared.max()), 1))
-    U = _pow2(max(len(x) - int(shared[j // R]) for j, x in enumerate(encodings)))
+    P = bucket(max(int(shared.max()), 1))
+    U = bucket(max(len(x) - int(shared[j // R]) for j, x in enumerate(encodings)))
     prefix_BP = np.zeros((groups, P), np.int32)
     start_B = np.full((groups,), P, np.int32)
     suffix_RBU = np.zeros((R, groups, U), np.int32)
@@ -179,3 +184,18 @@ def layout(encodings, groups: int):
             suffix_RBU[r, b, :len(rest)] = rest
             last_RB[r, b] = len(rest) - 1
     return prefix_BP, start_B, suffix_RBU, last_RB, shared
+
+
+def check_reader_context(params, prompts, prompt_ids, plan) -> None:
+    """Before any decoding: ValueError naming the first prompt whose text (with an empty response)
+    is already longer than a text reader's context."""
+    models = {r: getattr(params, r) for r in ("sft",) + READERS if getattr(params, r) is not None}
+    sft_tok = getattr(params.sft, "tokenizer", None)
+    P = len(prompt_ids)
+    for role in text_roles(models):
+        if role not in plan.active:
+            continue
+        model = models[role]
+        codec = TextCodec(role, sft_tok, model.tokenizer, list(prompts), prompt_ids,
+                          model.max_length)
+        codec.check(range(P), codec.encode(range(P), [[] for _ in range(P)]))
