@@ -8,11 +8,13 @@ round trip (`tqjax.decoding.text_reader`) between them, and everything else stay
    ``log ρ_BL − log π_sft`` where indirect transfer uses it;
 2. host: every rollout ``[committed, z, τ]`` (up to its first stop id) is decoded with the SFT
    tokenizer and re-encoded with each reader's, in one batched call of each tokenizer;
-3. ``_score_commit``: each reader prefills, once per row, the longest prefix of ids that all of the
-   row's encodings share (exact by construction: the ids are compared, not assumed) and reads the
-   rest of every encoding against it in one pass (`forward_suffix`), in fixed buckets; then
-   the values, the selection (`tq.choose`) and the commit to the SFT/baseline caches, as the fused
-   step does them.
+3. ``_score_commit``: each reader reads every encoding, after a prefix cache of its row, in one
+   pass (`forward_suffix`), in fixed buckets; then the values, the selection (`tq.choose`) and
+   the commit to the SFT/baseline caches, as the fused step does them. The prefix cache holds ids
+   that every encoding of the row starts with, compared id by id (so it is exactly what a full
+   re-encode computes, whatever the tokenizer does at the seam); it is kept across steps while
+   that holds and it lags the rows' shared prefix by at most `SLACK` ids, else it is prefilled
+   again from the shared prefix (`prefill_reader`, `_Prefixes`).
 
 The committed response's reward (``out.rewards``), best-of-N's samples and the plain methods'
 reward go through the same round trip (`score_texts`). Host seconds per phase are reported in
@@ -32,7 +34,8 @@ import numpy as np
 from tqjax.decoding import engine, loop, sampler, tq
 from tqjax.decoding import select as select_lib
 from tqjax.decoding.decode_plan import DecodePlan, plan_for
-from tqjax.decoding.text_reader import TextCodec, layout
+from tqjax.decoding.text_reader import (TextCodec, layout, prefix_arrays, shared_prefix,
+                                         suffix_arrays)
 
 
 def _lm_roles(plan: DecodePlan) -> tuple[str, ...]:
@@ -73,22 +76,32 @@ def _propose(lms, caches, outs, step_keys_B, knobs, plan: DecodePlan):
     return cand_BC, prior_BC, toks, last, lr
 
 
-def _read(model, prefix_BP, start_B, suffix_RBU, last_RB):
-    """The reader's score ``[R, B]`` of each ``prefix + suffix``, read at the suffix's last id."""
-    B, P = prefix_BP.shape
-    _, cache = model.prefill(prefix_BP, start_B, model.init_cache(B, P))
+def _read(model, cache, suffix_RBU, last_RB):
+    """The reader's score ``[R, B]`` of each suffix after its row's prefix ``cache``, read at
+    the suffix's last id."""
     out_RBU = jax.vmap(model.forward_suffix, in_axes=(0, None))(suffix_RBU, cache)
     return jnp.take_along_axis(out_RBU, last_RB[..., None], axis=-1)[..., 0].astype(jnp.float32)
 
 
-read_texts = jax.jit(_read)
+@jax.jit
+def prefill_reader(model, prefix_BP, start_B):
+    """A reader's cache of the left-padded prefixes ``prefix_BP``."""
+    return model.prefill(prefix_BP, start_B, model.init_cache(*prefix_BP.shape))[1]
+
+
+@jax.jit
+def read_texts(model, prefix_BP, start_B, suffix_RBU, last_RB):
+    """Scores ``[R, B]`` of the `text_reader.layout` arrays: prefix prefilled, suffixes read."""
+    return _read(model, model.prefill(prefix_BP, start_B, model.init_cache(*prefix_BP.shape))[1],
+                 suffix_RBU, last_RB)
 
 
 @functools.partial(jax.jit, static_argnames=("plan",), donate_argnums=(2,))
-def _score_commit(lms, readers, caches, outs, cand_BC, prior_BC, lr_CMB, reads, step_keys_B,
-                  live_B, knobs, plan: DecodePlan):
+def _score_commit(lms, readers, caches, outs, cand_BC, prior_BC, lr_CMB, reader_caches, reads,
+                  step_keys_B, live_B, knobs, plan: DecodePlan):
     C, M, B = lr_CMB.shape
-    r = {role: _read(readers[role], *reads[role]).reshape(C, M, B) for role in readers}
+    r = {role: _read(readers[role], reader_caches[role], *reads[role]).reshape(C, M, B)
+         for role in readers}
     r_CMB = r["reward"]
     if not plan.indirect:
         logw_CMB = r_CMB
@@ -119,31 +132,74 @@ class _Clock:
         return now
 
 
-def _reads(codecs, rows, responses, groups, clock):
-    """Per reader role: device arrays of the round trip of ``responses`` (``groups`` rows)."""
-    t = time.perf_counter()
-    host = {}
-    for role, codec in codecs.items():
-        enc = codec.encode(rows, responses)
-        codec.check(rows, enc)
-        clock.reader_tokens += sum(len(x) for x in enc)
-        host[role] = layout(enc, groups)[:4]
-    t = clock.add("host_text", t)
-    dev = jax.device_put(host)
-    jax.block_until_ready(dev)
-    clock.add("transfer", t)
-    return dev
+SLACK = 16      # reader ids a row's reused prefix may fall behind before it is prefilled again
+
+
+def _encode(codec, rows, responses, clock):
+    enc = codec.encode(rows, responses)
+    codec.check(rows, enc)
+    clock.reader_tokens += sum(len(x) for x in enc)
+    return enc
 
 
 def score_texts(codecs, reader_models, rows, responses, role="reward", clock=None):
     """The reader ``role``'s score of each (prompt index, response) pair, float32 ``[len(rows)]``,
     through the text round trip (one encoding per group: the prefix is all but its last id)."""
     clock = clock or _Clock()
-    reads = _reads({role: codecs[role]}, rows, responses, len(rows), clock)
     t = time.perf_counter()
-    out = np.asarray(read_texts(reader_models[role], *reads[role]))[0]
+    host = layout(_encode(codecs[role], rows, responses, clock), len(rows))[:4]
+    t = clock.add("host_text", t)
+    dev = jax.block_until_ready(jax.device_put(host))
+    t = clock.add("transfer", t)
+    out = np.asarray(read_texts(reader_models[role], *dev))[0]
     clock.add("score_commit", t)
     return out
+
+
+class _Prefixes:
+    """A reader's prefix cache, kept across steps while it is exact.
+
+    ``ids[b]``: the reader ids row ``b``'s cache holds. A step reuses it when, for every live row,
+    every encoding of the row starts with exactly those ids (checked id by id: the cache is then
+    what a full re-encode would compute) and at most `SLACK` shared ids lie beyond them;
+    otherwise every row's shared prefix is prefilled again (one program call)."""
+
+    def __init__(self):
+        self.ids, self.cache, self.slots = None, None, 0
+
+    def keep(self, enc, shared, live, R):
+        if self.ids is None:
+            return None
+        for b in np.flatnonzero(live):
+            n = len(self.ids[b])
+            if n > shared[b] or shared[b] - n > SLACK or enc[b * R][:n] != self.ids[b]:
+                return None
+        return np.asarray([len(x) for x in self.ids])
+
+
+def _step_reads(codecs, readers, prefixes, rows, responses, live, groups, clock):
+    """Per reader: its prefix cache (kept or prefilled again) and the suffix arrays of this
+    step's encodings."""
+    t = time.perf_counter()
+    host, refresh = {}, {}
+    for role, codec in codecs.items():
+        enc = _encode(codec, rows, responses, clock)
+        R = len(enc) // groups
+        shared = shared_prefix(enc, groups)
+        state = prefixes.setdefault(role, _Prefixes())
+        keep = state.keep(enc, shared, live, R)
+        if keep is None:
+            state.ids = [enc[b * R][:shared[b]] for b in range(groups)]
+            refresh[role] = prefix_arrays(state.ids)
+            state.slots = refresh[role][0].shape[1]
+            keep = shared
+        host[role] = suffix_arrays(enc, groups, keep)
+    t = clock.add("host_text", t)
+    dev, new = jax.block_until_ready(jax.device_put((host, refresh)))
+    clock.add("transfer", t)
+    for role, arrays in new.items():
+        prefixes[role].cache = prefill_reader(readers[role], *arrays)
+    return {role: prefixes[role].cache for role in codecs}, dev
 
 
 def generate(params, arrays, prompt_ids, codecs, knobs, plan: DecodePlan, *, diagnostics: bool):
@@ -166,6 +222,7 @@ def generate(params, arrays, prompt_ids, codecs, knobs, plan: DecodePlan, *, dia
     ranks, qs = [[] for _ in range(B)], [[] for _ in range(B)]
     rows = [min(b, P - 1) for b in range(B)]
     buckets = set()     # per step, each reader's (prefix, suffix) slots: one program per entry
+    prefixes = {}       # reader role -> `_Prefixes`
     step = 0
     while step < N and not done.all():
         step_keys_B = sampler.step_key(keys_B, step)
@@ -180,16 +237,19 @@ def generate(params, arrays, prompt_ids, codecs, knobs, plan: DecodePlan, *, dia
             for c in range(C):
                 for m in range(M):
                     row_ids.append(rows[b])
-                    if done[b]:
+                    if done[b]:         # scored but never read: the shortest stand-in
                         responses.append(committed[b][-1:] or [int(toks_np[c, m, b, 0])])
                     else:
                         responses.append(committed[b] + toks_np[c, m, b, :last_np[c, m, b] + 1].tolist())
-        reads = _reads(codecs, row_ids, responses, B, clock)
-        buckets.add(tuple((r, x[0].shape[1], x[2].shape[2]) for r, x in sorted(reads.items())))
+        reader_caches, reads = _step_reads(codecs, readers, prefixes, row_ids, responses, ~done,
+                                           B, clock)
+        buckets.add(tuple((r, prefixes[r].slots, x[0].shape[2])
+                          for r, x in sorted(reads.items())))
         t = time.perf_counter()
         live_now = jnp.asarray(~done)
         caches, outs, token_B, info = _score_commit(lms, readers, caches, outs, cand, prior, lr,
-                                                    reads, step_keys_B, live_now, knobs, plan)
+                                                    reader_caches, reads, step_keys_B, live_now,
+                                                    knobs, plan)
         info = jax.device_get(dict(info, token_B=token_B))
         t = clock.add("score_commit", t)
         live = ~done

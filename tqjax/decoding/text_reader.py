@@ -147,16 +147,10 @@ class TextCodec:
                                  f"of the text")
 
 
-def layout(encodings, groups: int):
-    """Arrays for scoring ``groups`` rows of ``len(encodings) // groups`` encodings each (row-major:
-    encoding ``b * R + r`` is row ``b``'s ``r``-th).
-
-    Returns ``prefix_BP`` (int32, the shared prefix left-padded to ``P``), ``start_B`` (its first
-    real slot), ``suffix_RBU`` (int32, each encoding after its row's prefix, right-padded to
-    ``U``), ``last_RB`` (index of each suffix's last token) and the shared lengths ``[B]``.
-    The prefix of a row is the longest run of leading ids all its encodings share, less one
-    where needed so that every suffix keeps at least one token.
-    """
+def shared_prefix(encodings, groups: int) -> np.ndarray:
+    """Per row (``groups`` rows of ``R`` consecutive encodings): the length of the longest run of
+    leading ids all the row's encodings share, less one where needed so that every encoding keeps
+    at least one id after it."""
     R = len(encodings) // groups
     shared = np.zeros(groups, np.int64)
     for b in range(groups):
@@ -167,23 +161,45 @@ def layout(encodings, groups: int):
         while p < n and all(x[p] == first[p] for x in rows[1:]):
             p += 1
         shared[b] = p
-    P = bucket(max(int(shared.max()), 1))
-    U = bucket(max(len(x) - int(shared[j // R]) for j, x in enumerate(encodings)))
-    prefix_BP = np.zeros((groups, P), np.int32)
-    start_B = np.full((groups,), P, np.int32)
+    return shared
+
+
+def prefix_arrays(prefixes):
+    """``prefix_BP`` (int32, each row's ids left-padded to a bucket) and ``start_B``."""
+    P = bucket(max(max(len(x) for x in prefixes), 1))
+    prefix_BP = np.zeros((len(prefixes), P), np.int32)
+    start_B = np.full((len(prefixes),), P, np.int32)
+    for b, ids in enumerate(prefixes):
+        if len(ids):
+            prefix_BP[b, P - len(ids):] = ids
+        start_B[b] = P - len(ids)
+    return prefix_BP, start_B
+
+
+def suffix_arrays(encodings, groups: int, keep):
+    """``suffix_RBU`` (int32, encoding ``b * R + r`` without its row's first ``keep[b]`` ids,
+    right-padded to a bucket) and ``last_RB`` (the index of its last id)."""
+    R = len(encodings) // groups
+    rests = [x[int(keep[j // R]):] or [0] for j, x in enumerate(encodings)]
+    U = bucket(max(len(x) for x in rests))
     suffix_RBU = np.zeros((R, groups, U), np.int32)
     last_RB = np.zeros((R, groups), np.int32)
-    for b in range(groups):
-        p = int(shared[b])
-        first = encodings[b * R]
-        if p:
-            prefix_BP[b, P - p:] = first[:p]
-        start_B[b] = P - p
-        for r in range(R):
-            rest = encodings[b * R + r][p:]
-            suffix_RBU[r, b, :len(rest)] = rest
-            last_RB[r, b] = len(rest) - 1
-    return prefix_BP, start_B, suffix_RBU, last_RB, shared
+    for j, rest in enumerate(rests):
+        b, r = divmod(j, R)
+        suffix_RBU[r, b, :len(rest)] = rest
+        last_RB[r, b] = len(rest) - 1
+    return suffix_RBU, last_RB
+
+
+def layout(encodings, groups: int):
+    """Arrays for scoring ``groups`` rows of ``len(encodings) // groups`` encodings each (row-major:
+    encoding ``b * R + r`` is row ``b``'s ``r``-th): ``prefix_BP``, ``start_B`` (the row's
+    `shared_prefix`, `prefix_arrays`), ``suffix_RBU``, ``last_RB`` (the rest, `suffix_arrays`)
+    and the shared lengths ``[B]``."""
+    R = len(encodings) // groups
+    shared = shared_prefix(encodings, groups)
+    prefix_BP, start_B = prefix_arrays([encodings[b * R][:shared[b]] for b in range(groups)])
+    return (prefix_BP, start_B) + suffix_arrays(encodings, groups, shared) + (shared,)
 
 
 def check_reader_context(params, prompts, prompt_ids, plan) -> None:
