@@ -137,8 +137,9 @@ def test_score_program_does_not_recompile_per_step(models):
     cfg = CASES["tq-greedy"].replace(max_new_tokens=12, stop_token_ids=())
     out = decode(params, PROMPTS, cfg)
     assert out.diagnostics["steps"] == 12
-    buckets = out.diagnostics["reader_buckets"]        # a few fixed buckets, not one per step
-    assert cross._score_commit._cache_size() == len(buckets) <= 4
+    buckets = [b[0][1:] for b in out.diagnostics["reader_buckets"]]    # (prefix, suffix) slots
+    assert cross._score_commit._cache_size() == len(buckets) <= 12 // 2   # per bucket, not step
+    assert all(p0 <= p1 and u0 <= u1 for (p0, u0), (p1, u1) in zip(buckets, buckets[1:]))
 
 
 # -- bad inputs ------------------------------------------------------------------------------

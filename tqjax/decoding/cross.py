@@ -162,10 +162,12 @@ class _Prefixes:
     ``ids[b]``: the reader ids row ``b``'s cache holds. A step reuses it when, for every live row,
     every encoding of the row starts with exactly those ids (checked id by id: the cache is then
     what a full re-encode would compute) and at most `SLACK` shared ids lie beyond them;
-    otherwise every row's shared prefix is prefilled again (one program call)."""
+    otherwise every row's shared prefix is prefilled again (one program call). Its prefix and
+    suffix buckets (``slots``, ``suffix``) never shrink during a decode, so the scoring program
+    compiles at most once per bucket each passes through."""
 
     def __init__(self):
-        self.ids, self.cache, self.slots = None, None, 0
+        self.ids, self.cache, self.slots, self.suffix = None, None, 0, 0
 
     def keep(self, enc, shared, live, R):
         if self.ids is None:
@@ -190,10 +192,11 @@ def _step_reads(codecs, readers, prefixes, rows, responses, live, groups, clock)
         keep = state.keep(enc, shared, live, R)
         if keep is None:
             state.ids = [enc[b * R][:shared[b]] for b in range(groups)]
-            refresh[role] = prefix_arrays(state.ids)
+            refresh[role] = prefix_arrays(state.ids, state.slots)
             state.slots = refresh[role][0].shape[1]
             keep = shared
-        host[role] = suffix_arrays(enc, groups, keep)
+        host[role] = suffix_arrays(enc, groups, keep, state.suffix)
+        state.suffix = host[role][0].shape[2]       # buckets only grow: few programs per decode
     t = clock.add("host_text", t)
     dev, new = jax.block_until_ready(jax.device_put((host, refresh)))
     clock.add("transfer", t)

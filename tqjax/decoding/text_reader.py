@@ -164,9 +164,10 @@ def shared_prefix(encodings, groups: int) -> np.ndarray:
     return shared
 
 
-def prefix_arrays(prefixes):
-    """``prefix_BP`` (int32, each row's ids left-padded to a bucket) and ``start_B``."""
-    P = bucket(max(max(len(x) for x in prefixes), 1))
+def prefix_arrays(prefixes, at_least: int = 0):
+    """``prefix_BP`` (int32, each row's ids left-padded to a bucket of at least ``at_least``
+    slots) and ``start_B``."""
+    P = max(bucket(max(max(len(x) for x in prefixes), 1)), at_least)
     prefix_BP = np.zeros((len(prefixes), P), np.int32)
     start_B = np.full((len(prefixes),), P, np.int32)
     for b, ids in enumerate(prefixes):
@@ -176,12 +177,13 @@ def prefix_arrays(prefixes):
     return prefix_BP, start_B
 
 
-def suffix_arrays(encodings, groups: int, keep):
+def suffix_arrays(encodings, groups: int, keep, at_least: int = 0):
     """``suffix_RBU`` (int32, encoding ``b * R + r`` without its row's first ``keep[b]`` ids,
-    right-padded to a bucket) and ``last_RB`` (the index of its last id)."""
+    right-padded to a bucket of at least ``at_least`` slots) and ``last_RB`` (the index of its
+    last id)."""
     R = len(encodings) // groups
     rests = [x[int(keep[j // R]):] or [0] for j, x in enumerate(encodings)]
-    U = bucket(max(len(x) for x in rests))
+    U = max(bucket(max(len(x) for x in rests)), at_least)
     suffix_RBU = np.zeros((R, groups, U), np.int32)
     last_RB = np.zeros((R, groups), np.int32)
     for j, rest in enumerate(rests):
