@@ -24,6 +24,7 @@ CASES = {
     "tq-indirect-implicit": TQ.replace(transfer="indirect", beta=0.5, select="sample"),
     "bon": DecodeConfig(method="bon", n=3, temperature=1.0, max_new_tokens=4, seed=1,
                         stop_token_ids=(STOP,)),
+    "sft": DecodeConfig(method="sft", max_new_tokens=4, stop_token_ids=(STOP,)),
 }
 
 
@@ -137,9 +138,8 @@ def test_score_program_does_not_recompile_per_step(models):
     cfg = CASES["tq-greedy"].replace(max_new_tokens=12, stop_token_ids=())
     out = decode(params, PROMPTS, cfg)
     assert out.diagnostics["steps"] == 12
-    buckets = [b[0][1:] for b in out.diagnostics["reader_buckets"]]    # (prefix, suffix) slots
+    buckets = out.diagnostics["reader_buckets"]         # (prefix, suffix) slots seen
     assert cross._score_commit._cache_size() == len(buckets) <= 12 // 2   # per bucket, not step
-    assert all(p0 <= p1 and u0 <= u1 for (p0, u0), (p1, u1) in zip(buckets, buckets[1:]))
 
 
 # -- bad inputs ------------------------------------------------------------------------------
@@ -172,6 +172,17 @@ def test_tokenizer_that_cannot_encode(models):
     bad = TQParams(params.sft, params.baseline, params.reward.replace(tokenizer=NoEncode()))
     with pytest.raises(TypeError, match=r"TQParams.reward's tokenizer \(NoEncode\) cannot encode"):
         decode(bad, PROMPTS, CASES["tq"])
+
+
+def test_sft_tokenizer_that_cannot_decode(models):
+    params, _ = models
+
+    class NoDecode:
+        chat_template = None
+
+    bad = TQParams(params.sft.replace(tokenizer=NoDecode()), params.baseline, params.reward)
+    with pytest.raises(TypeError, match=r"the SFT model's tokenizer \(NoDecode\) cannot decode ids"):
+        decode(bad, [[5, 6, 7]], CASES["tq"])
 
 
 def test_prompt_longer_than_the_readers_context(models):

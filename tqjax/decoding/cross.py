@@ -13,8 +13,8 @@ round trip (`tqjax.decoding.text_reader`) between them, and everything else stay
    the commit to the SFT/baseline caches, as the fused step does them. The prefix cache holds ids
    that every encoding of the row starts with, compared id by id (so it is exactly what a full
    re-encode computes, whatever the tokenizer does at the seam); it is kept across steps while
-   that holds and it lags the rows' shared prefix by at most `SLACK` ids, else it is prefilled
-   again from the shared prefix (`prefill_reader`, `_Prefixes`).
+   that holds and reading the longer suffixes costs fewer reader positions than prefilling the
+   rows' new shared prefix, else it is prefilled again (`prefill_reader`, `_Prefixes`).
 
 The committed response's reward (``out.rewards``), best-of-N's samples and the plain methods'
 reward go through the same round trip (`score_texts`). Host seconds per phase are reported in
@@ -34,7 +34,7 @@ import numpy as np
 from tqjax.decoding import engine, loop, sampler, tq
 from tqjax.decoding import select as select_lib
 from tqjax.decoding.decode_plan import DecodePlan, plan_for
-from tqjax.decoding.text_reader import (TextCodec, layout, prefix_arrays, shared_prefix,
+from tqjax.decoding.text_reader import (TextCodec, bucket, layout, prefix_arrays, shared_prefix,
                                          suffix_arrays)
 
 
@@ -132,9 +132,6 @@ class _Clock:
         return now
 
 
-SLACK = 16      # reader ids a row's reused prefix may fall behind before it is prefilled again
-
-
 def _encode(codec, rows, responses, clock):
     enc = codec.encode(rows, responses)
     codec.check(rows, enc)
@@ -157,26 +154,32 @@ def score_texts(codecs, reader_models, rows, responses, role="reward", clock=Non
 
 
 class _Prefixes:
-    """A reader's prefix cache, kept across steps while it is exact.
+    """A reader's prefix cache, kept across steps while it is exact and pays.
 
-    ``ids[b]``: the reader ids row ``b``'s cache holds. A step reuses it when, for every live row,
-    every encoding of the row starts with exactly those ids (checked id by id: the cache is then
-    what a full re-encode would compute) and at most `SLACK` shared ids lie beyond them;
-    otherwise every row's shared prefix is prefilled again (one program call). Its prefix and
-    suffix buckets (``slots``, ``suffix``) never shrink during a decode, so the scoring program
-    compiles at most once per bucket each passes through."""
+    ``ids[b]``: the reader ids row ``b``'s cache holds. A step may reuse it when, for every live
+    row, every encoding of the row starts with exactly those ids (checked id by id: the cache is
+    then what a full re-encode would compute); it does when the suffixes after it cost no more
+    reader positions (``R·B·U``) than prefilling every row's new shared prefix (``B·P``) and
+    reading the shorter suffixes after that. The prefix bucket (``slots``) never shrinks during a
+    decode."""
 
     def __init__(self):
-        self.ids, self.cache, self.slots, self.suffix = None, None, 0, 0
+        self.ids, self.cache, self.slots = None, None, 0
 
     def keep(self, enc, shared, live, R):
+        """Per-row lengths of the cached ids when every live row's encodings start with them,
+        else None."""
         if self.ids is None:
             return None
         for b in np.flatnonzero(live):
             n = len(self.ids[b])
-            if n > shared[b] or shared[b] - n > SLACK or enc[b * R][:n] != self.ids[b]:
+            if n > shared[b] or enc[b * R][:n] != self.ids[b]:
                 return None
         return np.asarray([len(x) for x in self.ids])
+
+
+def _suffix_slots(enc, keep, R):
+    return bucket(max(max(len(x) - int(keep[j // R]), 1) for j, x in enumerate(enc)))
 
 
 def _step_reads(codecs, readers, prefixes, rows, responses, live, groups, clock):
@@ -190,13 +193,17 @@ def _step_reads(codecs, readers, prefixes, rows, responses, live, groups, clock)
         shared = shared_prefix(enc, groups)
         state = prefixes.setdefault(role, _Prefixes())
         keep = state.keep(enc, shared, live, R)
+        if keep is not None:        # reuse only when it costs fewer reader positions
+            fresh = len(enc) * _suffix_slots(enc, shared, R) + groups * max(
+                bucket(max(int(shared.max()), 1)), state.slots)
+            if len(enc) * _suffix_slots(enc, keep, R) > fresh:
+                keep = None
         if keep is None:
             state.ids = [enc[b * R][:shared[b]] for b in range(groups)]
             refresh[role] = prefix_arrays(state.ids, state.slots)
             state.slots = refresh[role][0].shape[1]
             keep = shared
-        host[role] = suffix_arrays(enc, groups, keep, state.suffix)
-        state.suffix = host[role][0].shape[2]       # buckets only grow: few programs per decode
+        host[role] = suffix_arrays(enc, groups, keep)
     t = clock.add("host_text", t)
     dev, new = jax.block_until_ready(jax.device_put((host, refresh)))
     clock.add("transfer", t)
