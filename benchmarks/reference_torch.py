@@ -191,3 +191,50 @@ def tq_batched(sft, baseline, reward, prompts, k=10, alpha=1.0, horizon=20, max_
                 heads[name], caches[name] = run(model, token_B1, mask_BT, caches[name])
             read_B = torch.where(keeps(token_B1[:, 0]), read_B, heads["reward"])
     return generated.tolist()
+
+
+@torch.inference_mode()
+def tq_authors_text(sft, baseline, reward, sft_tokenizer, reward_tokenizer, prompts, k=10,
+                    alpha=1.0, horizon=20, max_new_tokens=32):
+    """`tq_authors_style` with a reward model that has its own tokenizer, as the released code
+    scores: every rollout ``[prefix, z, τ]`` (up to its first EOS) is decoded to text with the SFT
+    tokenizer (``skip_special_tokens=True``), re-encoded with the reward model's (one batched call
+    for the k rollouts of a step), right-padded with its pad id and scored by its own forward
+    (``*ForSequenceClassification`` reads the rightmost non-pad token)."""
+    eos = sft.config.eos_token_id
+    pad = reward.config.pad_token_id
+    outputs = []
+    for prompt in prompts:
+        ids = torch.tensor([prompt], dtype=torch.long)
+        out = sft(input_ids=ids, use_cache=True)
+        logits_V, past = out.logits[0, -1].float(), out.past_key_values
+        generated = []
+        for step in range(max_new_tokens):
+            logp_C, z_C = torch.topk(torch.log_softmax(logits_V, -1), k)
+            cand_CT = torch.cat([ids.expand(k, -1), z_C[:, None]], dim=1)
+            full_CT = baseline.generate(input_ids=cand_CT, attention_mask=torch.ones_like(cand_CT),
+                                        max_new_tokens=horizon, do_sample=False, num_beams=1,
+                                        pad_token_id=PAD, eos_token_id=eos) if horizon else cand_CT
+            first = cand_CT.shape[1] - 1
+            seqs = []
+            for row in full_CT.tolist():
+                tail = row[first:]
+                if eos is not None and eos in tail:
+                    tail = tail[:tail.index(eos) + 1]
+                seqs.append(row[:first] + tail)
+            texts = sft_tokenizer.batch_decode(seqs, skip_special_tokens=True)
+            enc = reward_tokenizer(texts)["input_ids"]
+            T = max(len(x) for x in enc)
+            rm_ids = torch.full((k, T), pad if pad is not None else 0, dtype=torch.long)
+            for c, x in enumerate(enc):
+                rm_ids[c, :len(x)] = torch.tensor(x)
+            r_C = reward(input_ids=rm_ids).logits[:, 0].float()
+            choice = int(torch.argmax(logp_C + alpha * r_C))
+            token = z_C[choice].view(1, 1)
+            generated.append(int(token))
+            ids = torch.cat([ids, token], dim=1)
+            if step + 1 < max_new_tokens:
+                out = sft(input_ids=token, past_key_values=past, use_cache=True)
+                logits_V, past = out.logits[0, -1].float(), out.past_key_values
+        outputs.append(generated)
+    return outputs

@@ -21,6 +21,7 @@ from tqjax.decoding.decode_plan import (ROLE_KINDS, DecodePlan, Knobs, batch_buc
                                        prompt_bucket)
 from tqjax.models.protocol import check_protocol
 from tqjax.parallel.multihost import fetch, put_global, spans_processes
+from tqjax.decoding.text_reader import check_reader_context, text_roles
 from tqjax.io.chat import has_chat_template, is_messages, render_chat
 
 
@@ -69,6 +70,7 @@ def _check_models(params, config) -> tuple[dict, DecodePlan]:
             raise ValueError(f"TQParams.{role} must be a kind={ROLE_KINDS[role]!r} model, "
                              f"got kind={model.kind!r}")
     plan = plan_for(params, config)
+    models = {r: m for r, m in models.items() if r not in text_roles(models)}   # they read text
     vocabs = {role: int(model.vocab_size) for role, model in models.items()}
     if len(set(vocabs.values())) > 1:
         listing = ", ".join(f"{role}={size}" for role, size in vocabs.items())
@@ -170,6 +172,8 @@ def _prepare(params, prompts, config, indices=None, batch_multiple=1):
     models, plan = _check_models(params, config)
     token_lists = _tokenize(params, prompts)
     _check_tokens(token_lists, models, plan)
+    if set(plan.active) - set(models):         # readers of text: their context, before any work
+        check_reader_context(params, prompts, token_lists, plan)
     if indices is None:
         indices = range(len(token_lists))
     indices = [int(i) for i in indices]
@@ -178,7 +182,7 @@ def _prepare(params, prompts, config, indices=None, batch_multiple=1):
     P = len(token_lists)
     B = batch_bucket(P, batch_multiple)
     longest = max(len(ids) for ids in token_lists)
-    room = min(int(models[r].max_length) for r in plan.active)
+    room = min(int(models[r].max_length) for r in plan.active if r in models)
     room -= plan.max_new_tokens + plan.horizon
     T = prompt_bucket(longest, room)
     tokens_BT = np.zeros((B, T), np.int32)
@@ -225,6 +229,11 @@ def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), *,
     """
     data = 1 if mesh is None else dict(zip(mesh.axis_names, mesh.devices.shape)).get("data", 1)
     arrays, token_lists, plan = _prepare(params, prompts, config, indices, batch_multiple=data)
+    text = [r for r in text_roles({r: getattr(params, r) for r in ROLE_KINDS
+                                   if getattr(params, r) is not None}) if r in plan.active]
+    if text:        # a reader with its own tokenizer: the text round trip (tqjax.api.cross)
+        from tqjax.api.cross import decode_text
+        return decode_text(params, prompts, config, arrays, token_lists, plan, text, mesh)
     if mesh is not None:
         params, arrays = _place(params, arrays, mesh)
     out = engine.decode_arrays(params, arrays["tokens_BT"], arrays["start_B"], arrays["keys_B"],

@@ -47,6 +47,60 @@ def is_stop(tokens, stop: tuple[int, ...]):
     return hit
 
 
+def propose(lm: DecodeModel, cache, z_B, keys_B, knobs: Knobs, plan: DecodePlan, implicit: bool,
+            mesh=None) -> dict:
+    """The rollout model's tokens ``toks`` ``[B, H+1]`` (``z, τ_1..τ_H``, PAD after a stop id),
+    one at a time against its committed ``cache``, and for the implicit r_BL ``logrho``
+    (``log ρ_BL(τ_{h+1})``, ``[B, H]``)."""
+    H = plan.horizon
+    c = dict(tok=z_B, done=jnp.zeros(z_B.shape, bool),
+             toks=jnp.zeros(z_B.shape + (H + 1,), jnp.int32).at[:, 0].set(z_B))
+    if implicit:
+        c["logrho"] = jnp.zeros(z_B.shape + (max(H, 1),), jnp.float32)
+    if H == 0:
+        return c
+
+    def step(h, c):
+        c = dict(c)
+        logits_BV, suffix = lm.extend(c["tok"], cache, c["lm"])
+        c["lm"] = constrain_cache(suffix, mesh)
+        c["done"] = c["done"] | is_stop(c["tok"], plan.stop_ids)
+        nxt_B = sampler.rollout_token(logits_BV, sampler.draw_key(keys_B, h + 1),
+                                      knobs.rollout_temperature, plan.greedy_rollouts)
+        if implicit:
+            c["logrho"] = c["logrho"].at[:, h].set(_take(jax.nn.log_softmax(logits_BV), nxt_B))
+        c["tok"] = jnp.where(c["done"], PAD, nxt_B)
+        c["toks"] = c["toks"].at[:, h + 1].set(c["tok"])
+        return c
+
+    c["lm"] = lm.init_suffix(cache, H)
+    return jax.lax.fori_loop(0, H, step, c)
+
+
+def implicit_log_ratio(models, caches, logp, c: dict, ended_BU):
+    """``log ρ_BL − log π_sft`` ``[B]`` of a proposed rollout's real tokens (``c`` from `propose`):
+    ``z``, then ``τ_{h+1}`` while none has ended (π_sft reads the rollout in one pass)."""
+    toks_BU = c["toks"]
+    z_B, H = toks_BU[:, 0], toks_BU.shape[1] - 1
+    lr_B = _take(logp["baseline"], z_B) - _take(logp["sft"], z_B)
+    if H > 0:
+        sft_BHV = jax.nn.log_softmax(models["sft"].forward_suffix(toks_BU[:, :H], caches["sft"]))
+        logpi_BH = jnp.take_along_axis(sft_BHV, toks_BU[:, 1:, None], axis=-1)[..., 0]
+        gap_BH = jnp.where(ended_BU[:, :H], 0.0, c["logrho"] - logpi_BH)
+        lr_B = lr_B + jnp.sum(gap_BH, axis=1)
+    return lr_B
+
+
+def combine(r_M, logw_M, plan: DecodePlan):
+    """Q̂ from the rewards ``r`` and log-weights ``(r − r_BL)/β`` of a candidate's M rollouts
+    (axis 0): their mean (direct), the self-normalised or the unnormalised weighted mean."""
+    if not plan.indirect:
+        return jnp.mean(r_M, axis=0)
+    if plan.weights == "normalized":
+        return jnp.sum(jax.nn.softmax(logw_M, axis=0) * r_M, axis=0)
+    return jnp.mean(jnp.exp(logw_M) * r_M, axis=0)
+
+
 def candidate_values(models: dict[str, DecodeModel], caches, logp, cand_BC, step_keys_B,
                      knobs: Knobs, plan: DecodePlan, mesh=None):
     """Q̂ of every candidate, ``[B, C]`` float32 (NaN/inf pass through; `select` handles them).
@@ -60,43 +114,16 @@ def candidate_values(models: dict[str, DecodeModel], caches, logp, cand_BC, step
     lm, reward = models[role], models["reward"]
     indirect, implicit = plan.indirect, plan.implicit_rbl
     rbl = None if implicit or not indirect else models["baseline_reward"]
-    greedy = plan.greedy_rollouts
     beta = knobs.beta
 
     def is_eos(tok):
         return is_stop(tok, plan.stop_ids)
 
-    def propose(z_B, keys_B):
-        """The rollout model's tokens ``[B, H+1]`` (``z, τ_1..τ_H``, PAD after an EOS), one at a
-        time, and for the implicit r_BL ``log ρ_BL(τ_{h+1})`` ``[B, H]``."""
-        c = dict(tok=z_B, done=jnp.zeros(z_B.shape, bool),
-                 toks=jnp.zeros(z_B.shape + (H + 1,), jnp.int32).at[:, 0].set(z_B))
-        if implicit:
-            c["logrho"] = jnp.zeros(z_B.shape + (max(H, 1),), jnp.float32)
-        if H == 0:
-            return c
-
-        def step(h, c):
-            c = dict(c)
-            logits_BV, suffix = lm.extend(c["tok"], caches[role], c["lm"])
-            c["lm"] = constrain_cache(suffix, mesh)
-            c["done"] = c["done"] | is_eos(c["tok"])
-            nxt_B = sampler.rollout_token(logits_BV, sampler.draw_key(keys_B, h + 1),
-                                          knobs.rollout_temperature, greedy)
-            if implicit:
-                c["logrho"] = c["logrho"].at[:, h].set(_take(jax.nn.log_softmax(logits_BV), nxt_B))
-            c["tok"] = jnp.where(c["done"], PAD, nxt_B)
-            c["toks"] = c["toks"].at[:, h + 1].set(c["tok"])
-            return c
-
-        c["lm"] = lm.init_suffix(caches[role], H)
-        return jax.lax.fori_loop(0, H, step, c)
-
     def rollout(z_B, keys_B):
         # Only the rollout model is sequential. The models that read the rollout (reward, r_BL,
         # π_sft for the implicit r_BL) take all its tokens in one pass: the same numbers as
         # token-by-token extends, with (H+1)-times larger matmuls.
-        c = propose(z_B, keys_B)
+        c = propose(lm, caches[role], z_B, keys_B, knobs, plan, implicit, mesh)
         toks_BU = c["toks"]
         ended_BU = jnp.cumsum(is_eos(toks_BU), axis=1) > 0      # an EOS at or before u
         last_B = jnp.sum(~ended_BU[:, :H], axis=1)              # the first EOS, else τ_H
@@ -110,14 +137,7 @@ def candidate_values(models: dict[str, DecodeModel], caches, logp, cand_BC, step
             return r_B, r_B
         if not implicit:
             return r_B, (r_B - score(rbl, "baseline_reward")) / beta
-        # log ρ_BL − log π_sft of the rollout's real tokens: z, then τ_{h+1} while none has ended
-        lr_B = _take(logp["baseline"], z_B) - _take(logp["sft"], z_B)
-        if H > 0:
-            sft_BHV = jax.nn.log_softmax(models["sft"].forward_suffix(toks_BU[:, :H], caches["sft"]))
-            logpi_BH = jnp.take_along_axis(sft_BHV, toks_BU[:, 1:, None], axis=-1)[..., 0]
-            gap_BH = jnp.where(ended_BU[:, :H], 0.0, c["logrho"] - logpi_BH)
-            lr_B = lr_B + jnp.sum(gap_BH, axis=1)
-        return r_B, r_B / beta - lr_B
+        return r_B, r_B / beta - implicit_log_ratio(models, caches, logp, c, ended_BU)
 
     def candidate_value(z_B, index):
         keys_MB = jax.vmap(lambda m: sampler.draw_key(step_keys_B, 1 + index, m))(jnp.arange(M))
@@ -126,11 +146,7 @@ def candidate_values(models: dict[str, DecodeModel], caches, logp, cand_BC, step
         else:
             z_MB = jnp.broadcast_to(z_B, (M,) + z_B.shape)
             r_MB, logw_MB = jax.vmap(rollout)(z_MB, keys_MB)
-        if not indirect:
-            return jnp.mean(r_MB, axis=0)
-        if plan.weights == "normalized":
-            return jnp.sum(jax.nn.softmax(logw_MB, axis=0) * r_MB, axis=0)
-        return jnp.mean(jnp.exp(logw_MB) * r_MB, axis=0)
+        return combine(r_MB, logw_MB, plan)
 
     C = cand_BC.shape[1]
     chunk = plan.candidate_chunk
@@ -153,6 +169,11 @@ def tq_step(models: dict[str, DecodeModel], caches, outs, step_keys_B, knobs: Kn
             for role in ("sft", "baseline") if role in outs}
     cand_BC, prior_BC = select_lib.candidates(logp[plan.proposal], plan.k)
     q_BC = candidate_values(models, caches, logp, cand_BC, step_keys_B, knobs, plan, mesh)
+    return choose(cand_BC, prior_BC, q_BC, logp, step_keys_B, knobs, plan)
+
+
+def choose(cand_BC, prior_BC, q_BC, logp, step_keys_B, knobs: Knobs, plan: DecodePlan):
+    """The token per row from the candidates' prior and Q̂ (step 4), with its ``info``."""
     sel = select_lib.select(cand_BC, prior_BC, q_BC, logp["sft"], knobs.alpha,
                             sampler.draw_key(step_keys_B, 0), plan.select == "greedy")
     logp_sft_BC = jnp.take_along_axis(logp["sft"], cand_BC, axis=-1)

@@ -1,0 +1,211 @@
+"""Readers with their own tokenizer: the text round trip against a literal reference, the exact
+prefix reuse, the fused path kept for a shared tokenizer, and bad inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.decoding.cross_helpers import SPLIT_WORD, TextFns, cross_params, reference
+from tqjax.api.decode import TQParams, decode
+from tqjax.decoding import DecodeConfig, cross
+from tqjax.decoding.text_reader import TextCodec, layout, text_roles
+
+PROMPTS = ["write a short review of the pizza place", "how are you", "tell me about the sushi"]
+STOP = 201          # a token the random SFT model emits: rows and rollouts end there sometimes
+TQ = DecodeConfig(method="tq", k=3, horizon=3, rollouts=2, max_new_tokens=4, seed=3,
+                  rollout_temperature=1.0, stop_token_ids=(STOP,), diagnostics=True)
+CASES = {
+    "tq": TQ,
+    "tq-greedy": TQ.replace(rollouts=1, rollout_temperature=0.0),
+    "cd": TQ.replace(method="cd", rollout_temperature=0.0, rollouts=1),
+    "args": TQ.replace(method="args", alpha=2.0),
+    "tq-indirect-model": TQ.replace(transfer="indirect", beta=2.0, proposal="baseline"),
+    "tq-indirect-implicit": TQ.replace(transfer="indirect", beta=0.5, select="sample"),
+    "bon": DecodeConfig(method="bon", n=3, temperature=1.0, max_new_tokens=4, seed=1,
+                        stop_token_ids=(STOP,)),
+    "sft": DecodeConfig(method="sft", max_new_tokens=4, stop_token_ids=(STOP,)),
+}
+
+
+@pytest.fixture(scope="module")
+def models():
+    return cross_params()
+
+
+def test_tokenizers_differ_on_a_word(models):
+    params, _ = models
+    sft_tok, rm_tok = params.sft.tokenizer, params.reward.tokenizer
+    assert sft_tok.tokenize(SPLIT_WORD) != rm_tok.tokenize(SPLIT_WORD)
+    assert len(sft_tok) != len(rm_tok)
+    assert set(sft_tok.get_vocab()) & set(rm_tok.get_vocab())       # overlapping vocabularies
+    assert text_roles(dict(sft=params.sft, reward=params.reward)) == ("reward",)
+
+
+def test_codec_is_the_contract(models):
+    params, _ = models
+    sft_tok, rm_tok = params.sft.tokenizer, params.reward.tokenizer
+    messages = [{"role": "user", "content": "how are you"}]
+    ids = [sft_tok.encode(PROMPTS[0]), sft_tok.encode("user: how are you\n")]
+    codec = TextCodec("reward", sft_tok, rm_tok, [PROMPTS[0], messages], ids, 128)
+    response = sft_tok.encode(" the pizza was great") + [2]           # </s> is dropped
+    plain, chat = codec.encode([0, 1], [response, response])
+    assert plain == rm_tok(sft_tok.decode(ids[0] + response, skip_special_tokens=True))["input_ids"]
+    assert plain[0] == 1                                              # the reader's own BOS
+    conv = messages + [{"role": "assistant",
+                        "content": sft_tok.decode(response, skip_special_tokens=True)}]
+    expected = rm_tok.apply_chat_template(conv, tokenize=True)
+    assert chat == list(getattr(expected, "get", lambda k: expected)("input_ids"))
+
+
+def test_prefix_reuse_is_exact(models):
+    """Scores from the shared-prefix layout equal full forwards of each encoding, also where
+    re-encoding the grown text changed the row's last tokens (so the shared prefix is shorter)."""
+    params, _ = models
+    rm_tok = params.reward.tokenizer
+    texts = [["the ar", "the are", "the are you", "the area"],
+             ["how", "how are", "how are you", "hello"]]
+    enc = [rm_tok(t)["input_ids"] for row in texts for t in row]
+    assert enc[0][:-1] == enc[1][:len(enc[0]) - 1] and enc[0][-1] != enc[1][len(enc[0]) - 1]
+    prefix_BP, start_B, suffix_RBU, last_RB, shared = layout(enc, 2)
+    for j, x in enumerate(enc):
+        b, r = divmod(j, 4)
+        p = int(shared[b])
+        assert prefix_BP[b, prefix_BP.shape[1] - p:].tolist() + \
+            suffix_RBU[r, b, :last_RB[r, b] + 1].tolist() == x
+    got = np.asarray(cross.read_texts(params.reward, prefix_BP, start_B, suffix_RBU, last_RB))
+    fns = TextFns(TQParams(params.sft, reward=params.reward))
+    want = [fns.score("reward", params.sft.tokenizer.encode(t)) for row in texts for t in row]
+    np.testing.assert_allclose(got.T.reshape(-1), want, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_matches_text_reference(models, case):
+    params, rbl = models
+    cfg = CASES[case]
+    if case == "tq-indirect-model":
+        params = TQParams(params.sft, params.baseline, params.reward, rbl)
+    out = decode(params, PROMPTS, cfg)
+    assert "cross_seconds" in out.diagnostics
+    ids = [params.sft.tokenizer.encode(p) for p in PROMPTS]
+    want = reference(params, ids, cfg)
+    for i, r in enumerate(want):
+        assert out.tokens[i] == r["tokens"], f"prompt {i}"
+        np.testing.assert_allclose(out.rewards[i], r["reward"], atol=1e-4)
+        np.testing.assert_allclose(out.logp_sft[i], r["logp_sft"], atol=1e-4)
+        np.testing.assert_allclose(out.kl[i], r["kl"], atol=1e-4)
+        if "q" in r:
+            np.testing.assert_allclose(out.diagnostics["q"][i], np.array(r["q"]), atol=1e-4)
+
+
+def test_chat_prompts_read_with_the_readers_template(models):
+    from tests.api.chat_helpers import chat_tokenizer
+    params, _ = models
+    sft_tok = chat_tokenizer("zephyr")
+    sft = params.sft.replace(tokenizer=sft_tok)
+    params = TQParams(sft, params.baseline.replace(tokenizer=sft_tok), params.reward)
+    messages = [[{"role": "user", "content": "how are you"}],
+                [{"role": "user", "content": "write a short review of the pizza place"}]]
+    cfg = CASES["tq-greedy"]
+    out = decode(params, messages, cfg)
+    ids = [sft_tok.apply_chat_template(m, add_generation_prompt=True, tokenize=True) for m in messages]
+    ids = [list(getattr(x, "get", lambda k: x)("input_ids")) for x in ids]
+    want = reference(params, ids, cfg, messages=messages)
+    assert out.tokens == [r["tokens"] for r in want]
+    np.testing.assert_allclose(out.rewards, [r["reward"] for r in want], atol=1e-4)
+
+
+def test_shared_tokenizer_keeps_the_fused_path(models):
+    """A reader with the SFT tokenizer (an equal copy) is read by ids on the fused path."""
+    import copy
+
+    import jax
+
+    from tqjax.models import ModelConfig, init_model
+
+    params, _ = models
+    sft_tok = params.sft.tokenizer
+    rm = init_model(ModelConfig.tiny("llama", kind="reward", vocab_size=len(sft_tok)),
+                    jax.random.key(5), tokenizer=copy.deepcopy(sft_tok))
+    assert text_roles(dict(sft=params.sft, reward=rm)) == ()
+    out = decode(TQParams(params.sft, params.baseline, rm), PROMPTS[:1], CASES["tq-greedy"])
+    assert "cross_seconds" not in out.diagnostics
+
+
+def test_score_program_does_not_recompile_per_step(models):
+    params, _ = models
+    cross._score_commit.clear_cache()
+    cfg = CASES["tq-greedy"].replace(max_new_tokens=12, stop_token_ids=())
+    out = decode(params, PROMPTS, cfg)
+    assert out.diagnostics["steps"] == 12
+    buckets = out.diagnostics["reader_buckets"]         # (prefix, suffix) slots seen
+    assert cross._score_commit._cache_size() == len(buckets) <= 12 // 2   # per bucket, not step
+
+
+# -- bad inputs ------------------------------------------------------------------------------
+
+
+def test_reader_without_tokenizer(models):
+    params, _ = models
+    bad = TQParams(params.sft, params.baseline, params.reward.replace(tokenizer=None))
+    with pytest.raises(ValueError, match=r"TQParams.reward's vocabulary \(275\) differs from the "
+                                         r"SFT model's \(300\) and it has no tokenizer"):
+        decode(bad, PROMPTS, CASES["tq"])
+
+
+def test_sft_without_tokenizer(models):
+    params, _ = models
+    bad = TQParams(params.sft.replace(tokenizer=None), params.baseline, params.reward)
+    with pytest.raises(ValueError, match="the SFT model has no tokenizer to turn responses into text"):
+        decode(bad, [[5, 6, 7]], CASES["tq"])
+
+
+def test_tokenizer_that_cannot_encode(models):
+    params, _ = models
+
+    class NoEncode:
+        chat_template = None
+
+        def decode(self, ids, **kw):
+            return ""
+
+    bad = TQParams(params.sft, params.baseline, params.reward.replace(tokenizer=NoEncode()))
+    with pytest.raises(TypeError, match=r"TQParams.reward's tokenizer \(NoEncode\) cannot encode"):
+        decode(bad, PROMPTS, CASES["tq"])
+
+
+def test_sft_tokenizer_that_cannot_decode(models):
+    params, _ = models
+
+    class NoDecode:
+        chat_template = None
+
+    bad = TQParams(params.sft.replace(tokenizer=NoDecode()), params.baseline, params.reward)
+    with pytest.raises(TypeError, match=r"the SFT model's tokenizer \(NoDecode\) cannot decode ids"):
+        decode(bad, [[5, 6, 7]], CASES["tq"])
+
+
+def test_prompt_longer_than_the_readers_context(models):
+    params, _ = models
+    short = params.reward.replace(config=params.reward.config.replace(max_positions=8))
+    long = "tell me about the sushi bar in two sentences and the pizza place"
+    with pytest.raises(ValueError, match=r"prompt 1: the text TQParams.reward reads is \d+ of its "
+                                         r"tokens, longer than its context of 8 positions"):
+        decode(TQParams(params.sft, params.baseline, short), ["how", long], CASES["tq"])
+
+
+def test_rollout_longer_than_the_readers_context(models):
+    params, _ = models
+    n = len(params.reward.tokenizer(PROMPTS[1])["input_ids"])
+    short = params.reward.replace(config=params.reward.config.replace(max_positions=n + 1))
+    with pytest.raises(ValueError, match=r"prompt 0: the text TQParams.reward reads is \d+ of"):
+        decode(TQParams(params.sft, params.baseline, short), PROMPTS[1:2], CASES["tq-greedy"])
+
+
+def test_mesh_refused(models):
+    import jax
+    from jax.sharding import Mesh
+    params, _ = models
+    mesh = Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("data", "model"))
+    with pytest.raises(ValueError, match="a device mesh is not supported with readers"):
+        decode(params, PROMPTS[:1], CASES["tq"], mesh=mesh)

@@ -1,0 +1,335 @@
+"""Decoding when a reader (``reward``, ``baseline_reward``) has its own tokenizer.
+
+Re-tokenising cannot happen inside an XLA program, so a step is two jitted programs with the text
+round trip (`tqjax.decoding.text_reader`) between them, and everything else stays fused:
+
+1. ``_propose``: the top-k candidates of every row and the k·M rollouts of each, for the whole
+   batch (the same `tq.propose` as the fused step, with the same keys), plus the implicit
+   ``log ρ_BL − log π_sft`` where indirect transfer uses it;
+2. host: every rollout ``[committed, z, τ]`` (up to its first stop id) is decoded with the SFT
+   tokenizer and re-encoded with each reader's, in one batched call of each tokenizer;
+3. ``_score_commit``: each reader reads every encoding, after a prefix cache of its row, in one
+   pass (`forward_suffix`), in fixed buckets; then the values, the selection (`tq.choose`) and
+   the commit to the SFT/baseline caches, as the fused step does them. The prefix cache holds ids
+   that every encoding of the row starts with, compared id by id (so it is exactly what a full
+   re-encode computes, whatever the tokenizer does at the seam); it is kept across steps while
+   that holds and reading the longer suffixes costs fewer reader positions than prefilling the
+   rows' new shared prefix, else it is prefilled again (`prefill_reader`, `_Prefixes`).
+
+The committed response's reward (``out.rewards``), best-of-N's samples and the plain methods'
+reward go through the same round trip (`score_texts`). Host seconds per phase are reported in
+``diagnostics["cross_seconds"]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tqjax.decoding import engine, loop, sampler, tq
+from tqjax.decoding import select as select_lib
+from tqjax.decoding.decode_plan import DecodePlan, plan_for
+from tqjax.decoding.text_reader import (TextCodec, bucket, layout, prefix_arrays, shared_prefix,
+                                         suffix_arrays)
+
+
+def _lm_roles(plan: DecodePlan) -> tuple[str, ...]:
+    return tuple(r for r in plan.active if r in ("sft", "baseline"))
+
+
+@functools.partial(jax.jit, static_argnames=("slots",))
+def _prefill(lms, tokens_BT, start_B, slots: int):
+    return loop.prefill(lms, tokens_BT, start_B, slots)
+
+
+@functools.partial(jax.jit, static_argnames=("plan",))
+def _propose(lms, caches, outs, step_keys_B, knobs, plan: DecodePlan):
+    """Candidates ``[B, C]``, their prior, rollout tokens ``[C, M, B, H+1]``, each rollout's last
+    real index ``[C, M, B]`` and the implicit log-ratio ``[C, M, B]`` (zeros unless used)."""
+    H, M = plan.horizon, plan.rollouts
+    implicit = plan.implicit_rbl
+    role = plan.rollout or plan.proposal
+    logp = {r: jax.nn.log_softmax(outs[r].astype(jnp.float32), axis=-1)
+            for r in ("sft", "baseline") if r in outs}
+    cand_BC, prior_BC = select_lib.candidates(logp[plan.proposal], plan.k)
+
+    def roll(z_B, keys_B):
+        c = tq.propose(lms[role], caches[role], z_B, keys_B, knobs, plan, implicit)
+        ended_BU = jnp.cumsum(tq.is_stop(c["toks"], plan.stop_ids), axis=1) > 0
+        last_B = jnp.sum(~ended_BU[:, :H], axis=1)
+        lr_B = (tq.implicit_log_ratio(lms, caches, logp, c, ended_BU) if implicit
+                else jnp.zeros(z_B.shape, jnp.float32))
+        return c["toks"], last_B, lr_B
+
+    def one(z_B, index):
+        keys_MB = jax.vmap(lambda m: sampler.draw_key(step_keys_B, 1 + index, m))(jnp.arange(M))
+        if M == 1:
+            return jax.tree.map(lambda x: x[None], roll(z_B, keys_MB[0]))
+        return jax.vmap(roll)(jnp.broadcast_to(z_B, (M,) + z_B.shape), keys_MB)
+
+    toks, last, lr = jax.vmap(one, in_axes=(1, 0))(cand_BC, jnp.arange(plan.k))
+    return cand_BC, prior_BC, toks, last, lr
+
+
+def _read(model, cache, suffix_RBU, last_RB):
+    """The reader's score ``[R, B]`` of each suffix after its row's prefix ``cache``, read at
+    the suffix's last id."""
+    out_RBU = jax.vmap(model.forward_suffix, in_axes=(0, None))(suffix_RBU, cache)
+    return jnp.take_along_axis(out_RBU, last_RB[..., None], axis=-1)[..., 0].astype(jnp.float32)
+
+
+@jax.jit
+def prefill_reader(model, prefix_BP, start_B):
+    """A reader's cache of the left-padded prefixes ``prefix_BP``."""
+    return model.prefill(prefix_BP, start_B, model.init_cache(*prefix_BP.shape))[1]
+
+
+@jax.jit
+def read_texts(model, prefix_BP, start_B, suffix_RBU, last_RB):
+    """Scores ``[R, B]`` of the `text_reader.layout` arrays: prefix prefilled, suffixes read."""
+    return _read(model, model.prefill(prefix_BP, start_B, model.init_cache(*prefix_BP.shape))[1],
+                 suffix_RBU, last_RB)
+
+
+@functools.partial(jax.jit, static_argnames=("plan",), donate_argnums=(2,))
+def _score_commit(lms, readers, caches, outs, cand_BC, prior_BC, lr_CMB, reader_caches, reads,
+                  step_keys_B, live_B, knobs, plan: DecodePlan):
+    C, M, B = lr_CMB.shape
+    r = {role: _read(readers[role], reader_caches[role], *reads[role]).reshape(C, M, B)
+         for role in readers}
+    r_CMB = r["reward"]
+    if not plan.indirect:
+        logw_CMB = r_CMB
+    elif plan.implicit_rbl:
+        logw_CMB = r_CMB / knobs.beta - lr_CMB
+    else:
+        logw_CMB = (r_CMB - r["baseline_reward"]) / knobs.beta
+    q_BC = jax.vmap(lambda r_MB, w_MB: tq.combine(r_MB, w_MB, plan))(r_CMB, logw_CMB).T
+    logp = {role: jax.nn.log_softmax(outs[role].astype(jnp.float32), axis=-1)
+            for role in ("sft", "baseline") if role in outs}
+    token_B, info = tq.choose(cand_BC, prior_BC, q_BC, logp, step_keys_B, knobs, plan)
+    token_B = jnp.where(live_B, token_B, tq.PAD)
+    info["logp_sft_B"] = jnp.take_along_axis(logp["sft"], token_B[:, None], axis=-1)[:, 0]
+    new_caches, new_outs = {}, {}
+    for role, model in lms.items():
+        new_outs[role], new_caches[role] = model.append(token_B, caches[role])
+    return new_caches, new_outs, token_B, info
+
+
+class _Clock:
+    def __init__(self):
+        self.seconds = dict(propose=0.0, host_text=0.0, transfer=0.0, score_commit=0.0)
+        self.reader_tokens = 0
+
+    def add(self, name, since):
+        now = time.perf_counter()
+        self.seconds[name] += now - since
+        return now
+
+
+def _encode(codec, rows, responses, clock):
+    enc = codec.encode(rows, responses)
+    codec.check(rows, enc)
+    clock.reader_tokens += sum(len(x) for x in enc)
+    return enc
+
+
+def score_texts(codecs, reader_models, rows, responses, role="reward", clock=None):
+    """The reader ``role``'s score of each (prompt index, response) pair, float32 ``[len(rows)]``,
+    through the text round trip (one encoding per group: the prefix is all but its last id)."""
+    clock = clock or _Clock()
+    t = time.perf_counter()
+    host = layout(_encode(codecs[role], rows, responses, clock), len(rows))[:4]
+    t = clock.add("host_text", t)
+    dev = jax.block_until_ready(jax.device_put(host))
+    t = clock.add("transfer", t)
+    out = np.asarray(read_texts(reader_models[role], *dev))[0]
+    clock.add("score_commit", t)
+    return out
+
+
+class _Prefixes:
+    """A reader's prefix cache, kept across steps while it is exact and pays.
+
+    ``ids[b]``: the reader ids row ``b``'s cache holds. A step may reuse it when, for every live
+    row, every encoding of the row starts with exactly those ids (checked id by id: the cache is
+    then what a full re-encode would compute); it does when the suffixes after it cost no more
+    reader positions (``R·B·U``) than prefilling every row's new shared prefix (``B·P``) and
+    reading the shorter suffixes after that. The prefix bucket (``slots``) never shrinks during a
+    decode."""
+
+    def __init__(self):
+        self.ids, self.cache, self.slots = None, None, 0
+
+    def keep(self, enc, shared, live, R):
+        """Per-row lengths of the cached ids when every live row's encodings start with them,
+        else None."""
+        if self.ids is None:
+            return None
+        for b in np.flatnonzero(live):
+            n = len(self.ids[b])
+            if n > shared[b] or enc[b * R][:n] != self.ids[b]:
+                return None
+        return np.asarray([len(x) for x in self.ids])
+
+
+def _suffix_slots(enc, keep, R):
+    return bucket(max(max(len(x) - int(keep[j // R]), 1) for j, x in enumerate(enc)))
+
+
+def _step_reads(codecs, readers, prefixes, rows, responses, live, groups, clock):
+    """Per reader: its prefix cache (kept or prefilled again) and the suffix arrays of this
+    step's encodings."""
+    t = time.perf_counter()
+    host, refresh = {}, {}
+    for role, codec in codecs.items():
+        enc = _encode(codec, rows, responses, clock)
+        R = len(enc) // groups
+        shared = shared_prefix(enc, groups)
+        state = prefixes.setdefault(role, _Prefixes())
+        keep = state.keep(enc, shared, live, R)
+        if keep is not None:        # reuse only when it costs fewer reader positions
+            fresh = len(enc) * _suffix_slots(enc, shared, R) + groups * max(
+                bucket(max(int(shared.max()), 1)), state.slots)
+            if len(enc) * _suffix_slots(enc, keep, R) > fresh:
+                keep = None
+        if keep is None:
+            state.ids = [enc[b * R][:shared[b]] for b in range(groups)]
+            refresh[role] = prefix_arrays(state.ids, state.slots)
+            state.slots = refresh[role][0].shape[1]
+            keep = shared
+        host[role] = suffix_arrays(enc, groups, keep)
+    t = clock.add("host_text", t)
+    dev, new = jax.block_until_ready(jax.device_put((host, refresh)))
+    clock.add("transfer", t)
+    for role, arrays in new.items():
+        prefixes[role].cache = prefill_reader(readers[role], *arrays)
+    return {role: prefixes[role].cache for role in codecs}, dev
+
+
+def generate(params, arrays, prompt_ids, codecs, knobs, plan: DecodePlan, *, diagnostics: bool):
+    """The candidate methods with text readers. ``arrays``: the API's left-padded batch;
+    ``codecs``: reader role -> `TextCodec`. Returns per-row numpy outputs like the fused engine."""
+    clock = _Clock()
+    lm_roles = _lm_roles(plan)
+    lms = {r: getattr(params, r) for r in lm_roles}
+    readers = {r: getattr(params, r) for r in codecs}
+    tokens_BT, start_B, keys_B, live_B = (arrays[k] for k in ("tokens_BT", "start_B", "keys_B",
+                                                              "live_B"))
+    B, T = tokens_BT.shape
+    N, P = plan.max_new_tokens, len(prompt_ids)
+    t = time.perf_counter()
+    caches, outs = _prefill(lms, tokens_BT, start_B, T + N)
+    done = ~np.asarray(live_B)
+    committed = [[] for _ in range(B)]
+    acc = {name: np.zeros(B, np.float32) for name in ("logp_sft_B", "kl_B", "log_ratio_B")}
+    bad, fallback = np.zeros(B, np.int32), np.zeros(B, np.int32)
+    ranks, qs = [[] for _ in range(B)], [[] for _ in range(B)]
+    rows = [min(b, P - 1) for b in range(B)]
+    buckets = set()     # per step, each reader's (prefix, suffix) slots: one program per entry
+    prefixes = {}       # reader role -> `_Prefixes`
+    step = 0
+    while step < N and not done.all():
+        step_keys_B = sampler.step_key(keys_B, step)
+        cand, prior, toks, last, lr = _propose(lms, caches, outs, step_keys_B, knobs, plan)
+        jax.block_until_ready(toks)
+        t = clock.add("propose", t)
+        toks_np, last_np = jax.device_get((toks, last))
+        t = clock.add("transfer", t)
+        C, M = toks_np.shape[:2]
+        row_ids, responses = [], []
+        for b in range(B):
+            for c in range(C):
+                for m in range(M):
+                    row_ids.append(rows[b])
+                    if done[b]:         # scored but never read: the shortest stand-in
+                        responses.append(committed[b][-1:] or [int(toks_np[c, m, b, 0])])
+                    else:
+                        responses.append(committed[b] + toks_np[c, m, b, :last_np[c, m, b] + 1].tolist())
+        reader_caches, reads = _step_reads(codecs, readers, prefixes, row_ids, responses, ~done,
+                                           B, clock)
+        buckets.add(tuple((r, prefixes[r].slots, x[0].shape[2])
+                          for r, x in sorted(reads.items())))
+        t = time.perf_counter()
+        live_now = jnp.asarray(~done)
+        caches, outs, token_B, info = _score_commit(lms, readers, caches, outs, cand, prior, lr,
+                                                    reader_caches, reads, step_keys_B, live_now,
+                                                    knobs, plan)
+        info = jax.device_get(dict(info, token_B=token_B))
+        t = clock.add("score_commit", t)
+        live = ~done
+        for name in acc:
+            acc[name] += np.where(live, info[name], 0).astype(np.float32)
+        bad += np.where(live, info["bad_B"], 0).astype(np.int32)
+        fallback += np.where(live, info["fallback_B"], 0).astype(np.int32)
+        for b in np.flatnonzero(live):
+            committed[b].append(int(info["token_B"][b]))
+            if diagnostics:
+                ranks[b].append(int(info["rank_B"][b]))
+                qs[b].append(info["q_BC"][b])
+            if not plan.ignore_eos and int(info["token_B"][b]) in plan.stop_ids:
+                done[b] = True
+        step += 1
+    reward = None
+    if "reward" in codecs:
+        reward = score_texts(codecs, readers, range(P), committed[:P], clock=clock)
+    out = dict(tokens=committed[:P], reward_B=reward, steps=step, bad_B=bad[:P],
+               fallback_B=fallback[:P], cross_seconds=dict(clock.seconds),
+               reader_tokens=clock.reader_tokens, reader_buckets=sorted(buckets),
+               **{k: v[:P] for k, v in acc.items()})
+    if diagnostics:
+        out.update(rank=[np.asarray(x, np.int32) for x in ranks[:P]],
+                   q=[np.asarray(x, np.float32).reshape(-1, plan.k) for x in qs[:P]])
+    return out
+
+
+def plain(params, arrays, prompt_ids, codecs, knobs, config, plan: DecodePlan):
+    """``sft``/``baseline`` (one row per prompt) or best-of-N (``n`` rows per prompt, the kept one
+    the highest text-read reward; non-finite rewards lose, all non-finite keeps sample 0)."""
+    clock = _Clock()
+    bon = plan.method == "bon"
+    method = plan.proposal if bon else plan.method
+    fused = dataclasses.replace(params, reward=None, baseline_reward=None)
+    inner = plan_for(fused, dataclasses.replace(config, method=method))
+    keys_B, n, P = arrays["keys_B"], plan.n, len(prompt_ids)
+    rep = lambda x: jnp.repeat(x, n, axis=0)
+    keys = keys_B        # sample j of a prompt draws with fold_in(prompt_key, j), as `bon` does
+    if bon:
+        keys = jax.vmap(lambda key: jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(n)))(keys_B)
+    t = time.perf_counter()
+    out = engine.decode_arrays(fused, rep(arrays["tokens_BT"]), rep(arrays["start_B"]),
+                               keys.reshape(-1), rep(arrays["live_B"]), knobs, plan=inner)
+    out = jax.device_get(out)
+    clock.add("propose", t)
+    B = arrays["tokens_BT"].shape[0]
+    lengths = out["length_B"].reshape(B, n)[:P]
+    toks = out["tokens_BN"].reshape(B, n, -1)[:P]
+    responses = [toks[i, j, :lengths[i, j]].tolist() for i in range(P) for j in range(n)]
+    rows = [i for i in range(P) for _ in range(n)]
+    rewards = score_texts(codecs, {"reward": params.reward}, rows, responses, clock=clock).reshape(P, n)
+    finite = np.isfinite(rewards)
+    keep = np.where(finite.any(1), np.argmax(np.where(finite, rewards, -np.inf), 1), 0)
+    pick = lambda name: out[name].reshape((B, n) + out[name].shape[1:])[np.arange(P), keep]
+    result = dict(tokens=[responses[i * n + keep[i]] for i in range(P)],
+                  reward_B=rewards[np.arange(P), keep], steps=int(out["steps"]),
+                  logp_sft_B=pick("logp_sft_B"), kl_B=pick("kl_B"), log_ratio_B=pick("log_ratio_B"),
+                  bad_B=(~finite).sum(1).astype(np.int32) if bon else np.zeros(P, np.int32),
+                  fallback_B=(~finite.any(1)).astype(np.int32) if bon else np.zeros(P, np.int32),
+                  cross_seconds=dict(clock.seconds), reader_tokens=clock.reader_tokens)
+    if bon:
+        result.update(sample_rewards=rewards, kept=keep)
+    return result
+
+
+def make_codecs(params, roles, prompts, prompt_ids, plan: DecodePlan) -> dict:
+    """A `TextCodec` per reader the plan uses: text for ``roles``, ids for the others."""
+    sft_tok = getattr(params.sft, "tokenizer", None)
+    used = [r for r in ("reward", "baseline_reward") if r in plan.active]
+    return {r: TextCodec(r, sft_tok, getattr(getattr(params, r), "tokenizer", None), prompts,
+                         prompt_ids, getattr(params, r).max_length, identity=r not in roles)
+            for r in used}
