@@ -275,26 +275,11 @@ def check_batch_size(batch_size, chunk=None) -> None:
 def _decode_continuous(params, prompts, config, batch_size, indices, mesh, data, chunk, on_done,
                        stats) -> DecodeOutput:
     from tqjax.decoding import continuous
-    from tqjax.parallel.plan import PlanError, device_memory, largest_batch, plan as memory_plan
 
     check_batch_size(batch_size, chunk)
     arrays, token_lists, plan = _prepare(params, prompts, config, indices, batch_multiple=data)
     T = arrays["tokens_BT"].shape[1]
-    longest = max(len(ids) for ids in token_lists)
-    if batch_size == 0:
-        batch_size = largest_batch(params, config, longest, device_memory(), mesh,
-                                   max_batch=len(token_lists), continuous=True)
-        if batch_size == 0:
-            raise PlanError(f"no batch fits this device's memory ({device_memory()} bytes) with "
-                            f"this configuration; lower max_new_tokens, horizon or rollouts, or "
-                            f"set candidate_chunk")
-    else:
-        fit = memory_plan(params, config, batch_size, longest, mesh, budget=device_memory(),
-                          continuous=True)
-        if not fit.fits:
-            raise PlanError(f"batch_size={batch_size} does not fit this device: the memory planner "
-                            f"estimates {fit.total} bytes per device, the device has {fit.budget}; "
-                            f"pass a smaller batch_size, or 0 to let the planner pick")
+    batch_size = _planned_batch_size(params, config, batch_size, token_lists, mesh)
     rows = -(-min(batch_size, len(token_lists)) // data) * data
     if mesh is not None:
         params, arrays = _place(params, arrays, mesh)
@@ -320,6 +305,37 @@ def _decode_continuous(params, prompts, config, batch_size, indices, mesh, data,
                            chunk=chunk, mesh=mesh, multiple=data, on_done=done, stats=stats)
     per_prompt = [_pick([results[i * n + j] for j in range(n)], plan) for i in range(len(token_lists))]
     return _outputs(per_prompt, plan, tokenizer, params.reward is not None, steps=stats.steps)
+
+
+def _planned_batch_size(params, config, batch_size: int, token_lists, mesh) -> int:
+    """``batch_size`` checked against the memory planner (0: the largest that fits, at most the
+    prompts). The planner knows transformers only: other models (the toy, the gold reward) are
+    left out of the estimate, and with a non-transformer π_sft nothing is planned (0: all
+    prompts at once)."""
+    from tqjax.models.config import ModelConfig
+    from tqjax.parallel.plan import PlanError, device_memory, format_bytes, largest_batch, plan
+
+    known = {role: getattr(params, role) for role in ROLE_KINDS
+             if isinstance(getattr(getattr(params, role), "config", None), ModelConfig)}
+    if "sft" not in known:
+        return batch_size or len(token_lists)
+    longest = max(len(ids) for ids in token_lists)
+    budget = device_memory()
+    if batch_size == 0:
+        batch_size = largest_batch(known, config, longest, budget, mesh,
+                                   max_batch=len(token_lists), continuous=True)
+        if batch_size == 0:
+            raise PlanError(f"not even batch_size=1 fits this device's {format_bytes(budget)} with "
+                            f"this configuration; lower max_new_tokens, horizon or rollouts, or "
+                            f"set candidate_chunk")
+        return batch_size
+    fit = plan(known, config, batch_size, longest, mesh, budget=budget, continuous=True)
+    if not fit.fits:
+        raise PlanError(f"batch_size={batch_size} does not fit this device: the memory planner "
+                        f"estimates {format_bytes(fit.total)} per device, the device has "
+                        f"{format_bytes(budget)}; pass a smaller batch_size, or 0 to let the "
+                        f"planner pick")
+    return batch_size
 
 
 def _pick(rows: list[dict], plan) -> dict:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 from typing import Callable
 
 import jax
@@ -41,8 +40,7 @@ def _models(params, plan):
     return {role: getattr(params, role) for role in plan.active}
 
 
-@functools.partial(jax.jit, static_argnames=("rows", "slots", "plan", "mesh"))
-def empty(params, rows: int, slots: int, plan: DecodePlan, mesh=None) -> DecodeState:
+def _empty(params, rows: int, slots: int, plan: DecodePlan, mesh=None) -> DecodeState:
     """``rows`` empty slots (all done), caches of ``slots`` positions with per-row positions."""
     caches, outs = {}, {}
     for role, model in _models(params, plan).items():
@@ -55,8 +53,7 @@ def empty(params, rows: int, slots: int, plan: DecodePlan, mesh=None) -> DecodeS
     return dataclasses.replace(state, step=jnp.zeros((rows,), jnp.int32))
 
 
-@functools.partial(jax.jit, static_argnames=("plan", "mesh"), donate_argnames=("state", "keys_B"))
-def insert(params, state: DecodeState, keys_B, tokens_RT, start_R, keys_R, slots_R,
+def _insert(params, state: DecodeState, keys_B, tokens_RT, start_R, keys_R, slots_R,
            plan: DecodePlan, mesh=None):
     """Prefill ``R`` left-padded prompts and put them into rows ``slots_R`` (``B``: skipped) of
     ``state``, each a fresh row at step 0 with its key. Returns ``(state, keys_B)``."""
@@ -76,8 +73,7 @@ def insert(params, state: DecodeState, keys_B, tokens_RT, start_R, keys_R, slots
     return dataclasses.replace(state, **changes), keys_B
 
 
-@functools.partial(jax.jit, static_argnames=("plan", "chunk", "mesh"), donate_argnames=("state",))
-def run_chunk(params, state: DecodeState, keys_B, knobs, refill, plan: DecodePlan, chunk: int,
+def _run_chunk(params, state: DecodeState, keys_B, knobs, refill, plan: DecodePlan, chunk: int,
               mesh=None):
     """Up to ``chunk`` steps of every live row; ends early when all rows are done or, with
     ``refill`` (traced bool: prompts are waiting), when a row finishes. Returns ``(state, steps)``."""
@@ -92,6 +88,11 @@ def run_chunk(params, state: DecodeState, keys_B, knobs, refill, plan: DecodePla
     steps, state = jax.lax.while_loop(cond, lambda c: (c[0] + 1, body(c[1])),
                                       (jnp.zeros((), jnp.int32), state))
     return state, steps
+
+
+empty = jax.jit(_empty, static_argnames=("rows", "slots", "plan", "mesh"))
+insert = jax.jit(_insert, static_argnames=("plan", "mesh"), donate_argnames=("state", "keys_B"))
+run_chunk = jax.jit(_run_chunk, static_argnames=("plan", "chunk", "mesh"), donate_argnames=("state",))
 
 
 @dataclasses.dataclass

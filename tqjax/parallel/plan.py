@@ -285,15 +285,16 @@ def suggest_chunk(params_or_configs, config, batch: int, prompt_len: int, budget
 
 
 def pick_batch_size(params_or_configs, config, prompt_len: int, budget_bytes: int | None = None,
-                    mesh=None, *, dtype=None, max_batch: int = 256):
+                    mesh=None, *, dtype=None, max_batch: int = 256, continuous: bool = False):
     """``(batch, config)`` for a job: the largest batch up to ``max_batch`` that fits with all k
     candidates at once; if not even batch 1 does, batch 1 with the largest candidate chunk that
     fits (``config.candidate_chunk`` set). Raises `PlanError` with the numbers when nothing fits.
+    ``continuous``: rows in flight under continuous batching (see `plan`).
     """
     budget = device_memory() if budget_bytes is None else budget_bytes
     unchunked = config.replace(candidate_chunk=0)
     batch = largest_batch(params_or_configs, unchunked, prompt_len, budget, mesh, dtype=dtype,
-                          max_batch=max_batch)
+                          max_batch=max_batch, continuous=continuous)
     if batch:
         return batch, unchunked
     chunk = suggest_chunk(params_or_configs, config, 1, prompt_len, budget, mesh, dtype=dtype)
