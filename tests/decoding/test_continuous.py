@@ -29,23 +29,26 @@ METHODS = {
 }
 
 
-def assert_as_alone(params, prompts, config, out):
-    """``out`` (one continuous decode of ``prompts``) equals each prompt decoded alone."""
+def assert_as_alone(params, prompts, config, out, atol=1e-5):
+    """``out`` (one continuous decode of ``prompts``) equals each prompt decoded alone: the same
+    tokens, choices and counts, the same numbers up to float rounding (a transformer's prompt
+    bucket differs between the two, so its sums run over differently padded rows)."""
     for i, prompt in enumerate(prompts):
         alone = decode(params, [prompt], config, indices=[i])
         assert out.tokens[i] == alone.tokens[0], f"prompt {i}"
         for name in ("logp_sft", "kl", "log_ratio") + (("rewards",) if alone.rewards is not None else ()):
-            np.testing.assert_allclose(getattr(out, name)[i], getattr(alone, name)[0], atol=1e-5,
+            np.testing.assert_allclose(getattr(out, name)[i], getattr(alone, name)[0], atol=atol,
                                        rtol=1e-5, err_msg=f"{name} of prompt {i}")
         for name in ("nonfinite", "fallbacks", "kept"):
             if name in alone.diagnostics:
                 assert out.diagnostics[name][i] == alone.diagnostics[name][0], f"{name} of prompt {i}"
         if "sample_rewards" in alone.diagnostics:
             np.testing.assert_allclose(out.diagnostics["sample_rewards"][i],
-                                       alone.diagnostics["sample_rewards"][0], rtol=1e-6)
+                                       alone.diagnostics["sample_rewards"][0], rtol=1e-6, atol=atol)
         if "rank" in alone.diagnostics:
             np.testing.assert_array_equal(out.diagnostics["rank"][i], alone.diagnostics["rank"][0])
-            np.testing.assert_allclose(out.diagnostics["q"][i], alone.diagnostics["q"][0], rtol=1e-5)
+            np.testing.assert_allclose(out.diagnostics["q"][i], alone.diagnostics["q"][0], rtol=1e-5,
+                                       atol=atol)
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -72,7 +75,7 @@ def test_transformer_continuous_equals_alone(tiny, method):
     out = decode(params, prompts, config, batch_size=2, chunk=3)
     if method == "sft":         # the fixture's EOS is one greedy SFT emits early
         assert len({len(t) for t in out.tokens}) > 1
-    assert_as_alone(params, prompts, config, out)
+    assert_as_alone(params, prompts, config, out, atol=1e-4)
 
 
 def test_batch_size_larger_than_the_prompts_and_the_planner_pick(toys):
@@ -135,8 +138,8 @@ def test_continuous_on_a_mesh_with_candidate_chunks_equals_one_device(tiny):
     _, params, _ = tiny
     prompts = [[5, 17, 33, 8, 41, 12, 9], [23, 4], [60, 1, 7, 7, 30], [3] * 11, [9, 9]]
     config = METHODS["tq-sampled-M2"].replace(candidate_chunk=2, diagnostics=False)
-    mesh = tqjax.make_mesh(data=2, model=2)
+    mesh = tqjax.make_mesh(model=2)          # (data 4, model 2)
     stats = continuous.Stats()
     out = decode(params, prompts, config, batch_size=3, mesh=mesh, stats=stats)
     assert stats.row_steps % 4 == 0          # 3 rows in flight, rounded up to the data axis: 4
-    assert_as_alone(params, prompts, config, out)
+    assert_as_alone(params, prompts, config, out, atol=1e-4)
