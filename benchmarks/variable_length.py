@@ -124,9 +124,10 @@ def main(argv=None):
     prompts = sample_prompts(a.prompts, seed=EVAL_SEED)
     print(f"# variable-length responses: {a.prompts} held-out prompts of the shipped task, shipped "
           f"models, EOS on, 48 new tokens — {os.cpu_count()} cores, jax {jax.__version__}, "
-          f"{jax.devices()[0].platform}")
+          f"{jax.devices()[0].platform}; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     results = [compare(params, prompts, METHODS[m], rows, log) for m in a.methods for rows in a.rows]
     print(table(results))
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return results
 
 
