@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import time
 from typing import Callable
 
 import jax
@@ -98,8 +99,9 @@ run_chunk = jax.jit(_run_chunk, static_argnames=("plan", "chunk", "mesh"), donat
 @dataclasses.dataclass
 class Stats:
     """What a continuous decode did: loop ``steps``, ``row_steps`` (steps × rows in flight),
-    ``live_row_steps`` (of them, steps of live rows), ``chunks``, ``inserts`` (prefill calls) and
-    ``inserted`` (rows prefilled), and seconds spent outside `run_chunk` (``host_s``)."""
+    ``live_row_steps`` (of them, steps of live rows), ``chunks``, ``inserts`` (prefill calls),
+    ``inserted`` (rows prefilled) and ``host_s``: seconds from a chunk's results arriving on the
+    host to the next chunk's launch (handing out results, prefilling and inserting prompts)."""
 
     steps: int = 0
     row_steps: int = 0
@@ -121,8 +123,6 @@ def decode_rows(params, items, rows: int, prompt_len: int, knobs, plan: DecodePl
     are a multiple of it (the mesh's data axis); on_done(i, result) is called as each item
     finishes; stats: a `Stats` to fill.
     """
-    import time
-
     chunk = int(chunk or plan.max_new_tokens)
     stats = stats if stats is not None else Stats()
     state = empty(params, rows, prompt_len + plan.max_new_tokens, plan, mesh)
@@ -158,7 +158,7 @@ def decode_rows(params, items, rows: int, prompt_len: int, knobs, plan: DecodePl
     while any(i is not None for i in slot_item):
         state, steps = run_chunk(params, state, keys_B, knobs, jnp.asarray(bool(queue)), plan=plan,
                                  chunk=chunk, mesh=mesh)
-        out = fetch({name: getattr(state, name) for name in ROW_FIELDS + ("done_B", "step")})
+        out = fetch({name: getattr(state, name) for name in ROW_FIELDS + ("done_B",)})
         t1 = time.perf_counter()
         steps = int(fetch(steps))
         stats.chunks += 1
