@@ -281,9 +281,9 @@ def _decode_continuous(params, prompts, config, batch_size, indices, mesh, data,
     T = arrays["tokens_BT"].shape[1]
     batch_size = _planned_batch_size(params, config, batch_size, token_lists, mesh)
     rows = -(-min(batch_size, len(token_lists)) // data) * data
+    keys_P = arrays["keys_B"][:len(token_lists)]     # host-side: the engine places what it feeds
     if mesh is not None:
         params, arrays = _place(params, arrays, mesh)
-    keys_P = arrays["keys_B"][:len(token_lists)]
     n = plan.n if plan.method == "bon" else 1
     if n > 1:     # sample j of a prompt: a plain row with key fold_in(prompt_key, j)
         items = [(ids, jax.random.fold_in(keys_P[i], j))

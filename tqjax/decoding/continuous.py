@@ -30,7 +30,7 @@ import numpy as np
 from tqjax.decoding import loop
 from tqjax.decoding.decode_plan import DecodePlan, batch_bucket
 from tqjax.decoding.state import DecodeState, init_state
-from tqjax.parallel.multihost import fetch
+from tqjax.parallel.multihost import fetch, put_global, spans_processes
 from tqjax.parallel.rules import constrain_cache
 
 ROW_FIELDS = ("tokens_BN", "length_B", "reward_B", "logp_sft_B", "kl_B", "log_ratio_B", "bad_B",
@@ -96,6 +96,17 @@ insert = jax.jit(_insert, static_argnames=("plan", "mesh"), donate_argnames=("st
 run_chunk = jax.jit(_run_chunk, static_argnames=("plan", "chunk", "mesh"), donate_argnames=("state",))
 
 
+def _placer(mesh):
+    """How host inputs are fed: as they are, or replicated over a mesh that spans processes (every
+    process passes the same values)."""
+    if mesh is None or not spans_processes(mesh):
+        return jnp.asarray
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return lambda x: put_global(x, replicated)
+
+
 @dataclasses.dataclass
 class Stats:
     """What a continuous decode did: loop ``steps``, ``row_steps`` (steps × rows in flight),
@@ -125,9 +136,10 @@ def decode_rows(params, items, rows: int, prompt_len: int, knobs, plan: DecodePl
     """
     chunk = int(chunk or plan.max_new_tokens)
     stats = stats if stats is not None else Stats()
+    put = _placer(mesh)
     state = empty(params, rows, prompt_len + plan.max_new_tokens, plan, mesh)
-    keys_B = jax.random.wrap_key_data(jnp.zeros((rows,) + jax.random.key_data(items[0][1]).shape,
-                                                jnp.uint32))
+    keys_B = put(jax.random.wrap_key_data(
+        jnp.zeros((rows,) + jax.random.key_data(items[0][1]).shape, jnp.uint32)))
     queue = collections.deque(range(len(items)))
     slot_item: list[int | None] = [None] * rows
     results: list[dict | None] = [None] * len(items)
@@ -151,13 +163,13 @@ def decode_rows(params, items, rows: int, prompt_len: int, knobs, plan: DecodePl
         stats.inserts += 1
         stats.inserted += len(take)
         return jax.block_until_ready(insert(
-            params, state, keys_B, jnp.asarray(tokens_RT), jnp.asarray(start_R), jnp.stack(keys),
-            jnp.asarray(slots_R), plan=plan, mesh=mesh))
+            params, state, keys_B, put(tokens_RT), put(start_R), put(jnp.stack(keys)),
+            put(slots_R), plan=plan, mesh=mesh))
 
     state, keys_B = fill(state, keys_B)
     while any(i is not None for i in slot_item):
-        state, steps = run_chunk(params, state, keys_B, knobs, jnp.asarray(bool(queue)), plan=plan,
-                                 chunk=chunk, mesh=mesh)
+        state, steps = run_chunk(params, state, keys_B, knobs, put(np.asarray(bool(queue))),
+                                 plan=plan, chunk=chunk, mesh=mesh)
         out = fetch({name: getattr(state, name) for name in ROW_FIELDS + ("done_B",)})
         t1 = time.perf_counter()
         steps = int(fetch(steps))
