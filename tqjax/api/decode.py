@@ -260,16 +260,16 @@ def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), bat
 
 
 def check_batch_size(batch_size, chunk=None) -> None:
-    """Raise TypeError / ValueError for a ``batch_size`` (or ``chunk``) that is not a positive
-    int (``batch_size=0``: the planner picks)."""
-    for name, value, least in (("batch_size", batch_size, 0), ("chunk", chunk, 1)):
-        if value is None and name == "chunk":
-            continue
+    """Raise TypeError / ValueError for a ``batch_size`` that is not an int ``>= 0`` (0: the
+    planner picks) or a ``chunk`` (None: the default) that is not an int ``>= 1``."""
+    checks = [("batch_size", batch_size, 0, ">= 0 (0: the largest the memory planner fits)")]
+    if chunk is not None:
+        checks.append(("chunk", chunk, 1, ">= 1"))
+    for name, value, least, rule in checks:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
         if value < least:
-            raise ValueError(f"{name} must be {'>= 0 (0: the largest the memory planner fits)' if least == 0 else '>= 1'}"
-                             f", got {value}")
+            raise ValueError(f"{name} must be {rule}, got {value}")
 
 
 def _decode_continuous(params, prompts, config, batch_size, indices, mesh, data, chunk, on_done,
