@@ -18,6 +18,8 @@ float32 matmul peak measured in the same run, compile time and peak memory.
     python benchmarks/throughput.py            # headline: 16 prompts x 128 tokens, llama + neox
     python benchmarks/throughput.py --quick    # a small setting, a minute or so
     python benchmarks/throughput.py --full     # headline + one-factor sweep (long on 2 cores)
+    python benchmarks/throughput.py --variable # shipped task, EOS on: static vs continuous batching
+                                               # (`variable_length.py`)
 """
 
 from __future__ import annotations
@@ -272,6 +274,9 @@ def main(argv=None):
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="one small llama setting (about a minute)")
     g.add_argument("--full", action="store_true", help="headline settings plus the sweep")
+    g.add_argument("--variable", action="store_true",
+                   help="variable-length responses (shipped task, 128 prompts, EOS on): static "
+                        "batches vs continuous batching at 16 and 64 rows (variable_length.py)")
     p.add_argument("--archs", nargs="+", default=["llama", "neox"])
     p.add_argument("--authors-prompts", type=int, default=1,
                    help="prompts given to the one-prompt-at-a-time loop (0: skip it)")
@@ -281,6 +286,9 @@ def main(argv=None):
                         "2-20x slower with 2 threads; on a quiet machine 2 is faster, so run both)")
     p.add_argument("--sweep-new-tokens", type=int, default=8)
     a = p.parse_args(argv)
+    if a.variable:
+        import variable_length
+        return variable_length.main([])
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     print(f"# TQ* throughput — {os.cpu_count()} cores, jax {jax.__version__}, torch {torch.__version__} "
           f"({a.torch_threads} threads), float32 CPU")

@@ -22,3 +22,22 @@ def test_tqjax_tokens_match_the_torch_references(arch):
     assert all(len(t) == 2 for t in res["impl"]["tqjax"]["tokens"])
     assert res["agree"] == {"torch-authors": None, "torch-batched": None}
     assert res["flops"] > 0
+
+
+def test_ideal_in_order_gain_of_refilled_slots():
+    import variable_length
+
+    # static: batches [1, 4] and [1, 1] run 4 + 1 steps on 2 rows; refilled in order, slot 0 takes
+    # prompts 0, 2 and 3 (ending at steps 1, 2, 3) while slot 1 runs prompt 1 to step 4
+    assert variable_length.ideal_gain([1, 4, 1, 1], 2) == (10 / 8, 10, 8)
+    assert variable_length.ideal_gain([3, 3, 3], 2)[0] == 1.0
+
+
+def test_variable_length_static_and_continuous_agree():
+    import variable_length
+    from tqjax.world import sample_prompts
+
+    res = variable_length.compare(variable_length.shipped(), sample_prompts(6, seed=1),
+                                  variable_length.METHODS["sft"].replace(max_new_tokens=8), 2,
+                                  log=lambda msg: None)
+    assert res["same"] and res["tokens"] > 0 and 0 < res["cont_live"] <= 1

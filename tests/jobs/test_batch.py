@@ -109,6 +109,43 @@ def test_run_resumes_and_splits_over_processes(tmp_path):
     assert "0 prompts done, 11 skipped" in str(again)
 
 
+def _fake_continuous(fail_after=None):
+    """A continuous decode: finishes prompts out of order (by a fixed shuffle), calling on_done."""
+    calls = []
+
+    def decode_fn(values, indices, on_done):
+        calls.append(list(indices))
+        order = sorted(range(len(values)), key=lambda b: (indices[b] * 7) % 5)
+        for done, b in enumerate(order):
+            if fail_after is not None and done == fail_after:
+                raise KeyboardInterrupt
+            i = indices[b]
+            on_done(b, types.SimpleNamespace(tokens=[[i % 61, 7]], texts=None,
+                                             rewards=np.asarray([i], float), kl=np.zeros(1),
+                                             logp_sft=np.zeros(1), log_ratio=np.zeros(1)))
+    decode_fn.calls = calls
+    return decode_fn
+
+
+def test_continuous_run_writes_each_prompt_as_it_finishes_and_resumes(tmp_path):
+    records = [PromptRecord(f"q{i}", prompt_ids=(3, 4)) for i in range(11)]
+    out = str(tmp_path / "out")
+    os.makedirs(out)
+    with pytest.raises(KeyboardInterrupt):
+        batch.run(records, _fake_continuous(fail_after=4), out, batch_size=3, continuous=True)
+    first = [r["id"] for r in batch.read_part(batch.part_path(out, 0))[0]]
+    assert len(first) == 4 and len(set(first)) == 4
+    with open(batch.part_path(out, 0), "ab") as f:     # a torn write
+        f.write(b'{"id": "q9", "ind')
+    fake = _fake_continuous()
+    summary = batch.run(records, fake, out, batch_size=3, continuous=True)
+    assert (summary.done, summary.skipped) == (7, 4)
+    assert sorted(fake.calls[0]) == sorted(int(i[1:]) for i in {r.id for r in records} - set(first))
+    results = batch.read_results(out)
+    assert [r["id"] for r in results] == [r.id for r in records]
+    assert [r["tokens"] for r in results] == [[i % 61, 7] for i in range(11)]
+
+
 def test_results_of_another_input_are_refused(tmp_path):
     out = str(tmp_path / "out")
     os.makedirs(out)
@@ -170,6 +207,8 @@ def test_resume_into_another_jobs_folder_is_refused(job_files, tmp_path, capsys)
 # ---- the command as subprocesses ----------------------------------------------------------------
 
 def test_resume_after_sigkill_loses_and_repeats_nothing(job_files, reference, tmp_path):
+    """`tqjax batch` decodes with continuous batching (2 rows in flight) and writes each prompt as
+    it finishes; a SIGKILL mid-run, and a torn last line, lose and repeat nothing."""
     out, log = tmp_path / "out", tmp_path / "log.txt"
     part = batch.part_path(str(out), 0)
     target = random.randint(1, PROMPTS - 8)

@@ -64,6 +64,31 @@ def test_conformance(name):
 
 
 @pytest.mark.parametrize("name", list(IMPLEMENTATIONS))
+def test_insert_gives_rows_their_own_positions(name):
+    """A row put into a running cache (continuous batching) reads and writes as in its own cache,
+    while the other rows, one token further on, go on as before; slot index B is skipped."""
+    model = IMPLEMENTATIONS[name]()
+    V = int(model.vocab_size)
+    rng = np.random.default_rng(1)
+    tok = lambda *shape: jnp.asarray(rng.integers(1, min(V, 50), size=shape), jnp.int32)
+    _, running = model.append(tok(B), model.prefill(tok(B, T), jnp.asarray([0, 2], jnp.int32),
+                                                    model.init_cache(B, S))[1])
+    _, fresh = model.prefill(tok(2, T), jnp.asarray([3, 1], jnp.int32), model.init_cache(2, S))
+    mixed = model.insert(running, fresh, jnp.asarray([1, B], jnp.int32))     # row 1 <- fresh row 0
+    next_B, suffix_BU = tok(B), tok(B, U)
+    out, _ = model.append(next_B, mixed)
+    want_run, _ = model.append(next_B, running)
+    want_new, _ = model.append(next_B[::-1], fresh)        # fresh row 0 gets next_B[1]
+    np.testing.assert_allclose(out[0], want_run[0], atol=1e-5)
+    np.testing.assert_allclose(out[1], want_new[0], atol=1e-5)
+    block = model.forward_suffix(suffix_BU, mixed)
+    np.testing.assert_allclose(block[0], model.forward_suffix(suffix_BU, running)[0], atol=1e-5)
+    np.testing.assert_allclose(block[1], model.forward_suffix(suffix_BU[::-1], fresh)[0], atol=1e-5)
+    o, _ = model.extend(suffix_BU[:, 0], mixed, model.init_suffix(mixed, U))
+    np.testing.assert_allclose(o, block[:, 0], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(IMPLEMENTATIONS))
 def test_tokenizers_stay_out_of_the_tree(name):
     model = IMPLEMENTATIONS[name]()
     named = dataclasses.replace(model, tokenizer=object())

@@ -118,6 +118,19 @@ def test_largest_batch_grows_with_the_budget_and_fits():
             assert plan(CONFIGS, config, size + 1, T).total > budget
 
 
+def test_continuous_batching_counts_rows_in_flight_and_the_inserted_caches():
+    config = tqjax.DecodeConfig(k=8, horizon=8, max_new_tokens=16)
+    static, cont = plan(CONFIGS, config, 12, T), plan(CONFIGS, config, 12, T, continuous=True)
+    assert (static.batch, cont.batch) == (16, 12)        # no power-of-two bucket: 12 rows in flight
+    assert cont.kv_cache["sft"] * 4 == static.kv_cache["sft"] * 3
+    assert cont.prefill_activations > sum(cont.kv_cache.values())
+    assert plan(CONFIGS, config, 12, T, (8, 1), continuous=True).batch == 16   # data axis of 8
+    budget = 40 * 2**20
+    size = largest_batch(CONFIGS, config, T, budget, continuous=True)
+    assert plan(CONFIGS, config, size, T, continuous=True).total <= budget
+    assert plan(CONFIGS, config, size + 1, T, continuous=True).total > budget
+
+
 def test_a_mesh_splits_params_over_model_and_the_batch_over_data():
     config = tqjax.DecodeConfig(k=8, horizon=8, max_new_tokens=16)
     one, tp, dp = (plan(CONFIGS, config, 16, T, mesh) for mesh in ((1, 1), (1, 4), (4, 1)))

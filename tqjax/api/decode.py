@@ -216,18 +216,29 @@ def _place(params: TQParams, arrays: dict, mesh) -> tuple[TQParams, dict]:
     return placed, arrays
 
 
-def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), *,
-           indices=None, mesh=None) -> DecodeOutput:
+def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), batch_size=None, *,
+           indices=None, mesh=None, chunk=None, on_done=None, stats=None) -> DecodeOutput:
     """Decode every prompt with ``config.method`` (docs/design.md, "Algorithm").
 
-    prompts: strings (tokenised with ``params.sft.tokenizer``) or token-id sequences. indices:
-    optional ints folded into each prompt's key instead of its list position (a job split over
-    batches or hosts passes global prompt numbers so that outputs do not depend on the split).
-    mesh: a ``("data", "model")`` mesh (`tqjax.make_mesh`): params are placed by the sharding rules
-    (tensor parallel over "model"), prompts split over "data" (the batch is padded to a multiple of
-    it). The output does not depend on the mesh.
+    prompts: strings (tokenised with ``params.sft.tokenizer``) or token-id sequences.
+    batch_size: None decodes all prompts as one batch, which runs until its longest row ends. An
+    int ``B`` is continuous batching (`tqjax.decoding.continuous`): at most ``B`` prompts in
+    flight (best-of-N: ``B·n`` rows), and as rows finish the next prompts are prefilled into their
+    slots; each prompt's result is the same as decoding it alone. ``0``: the memory planner picks
+    the largest ``B`` that fits this device. indices: optional ints folded into each prompt's key
+    instead of its list position (a job split over batches or hosts passes global prompt numbers so
+    that outputs do not depend on the split). mesh: a ``("data", "model")`` mesh
+    (`tqjax.make_mesh`): params are placed by the sharding rules (tensor parallel over "model"),
+    prompts split over "data" (the batch is padded to a multiple of it). The output does not
+    depend on the mesh. With ``batch_size``: chunk, the most steps between two visits of the host
+    (default ``max_new_tokens``; a chunk also ends when a row finishes while prompts wait);
+    on_done(i, output) is called with prompt ``i``'s `DecodeOutput` of one prompt as soon as it
+    is done; stats: a `tqjax.decoding.continuous.Stats` to fill.
     """
     data = 1 if mesh is None else dict(zip(mesh.axis_names, mesh.devices.shape)).get("data", 1)
+    if batch_size is not None:
+        return _decode_continuous(params, prompts, config, batch_size, indices, mesh, data,
+                                  chunk, on_done, stats)
     arrays, token_lists, plan = _prepare(params, prompts, config, indices, batch_multiple=data)
     text = [r for r in text_roles({r: getattr(params, r) for r in ROLE_KINDS
                                    if getattr(params, r) is not None}) if r in plan.active]
@@ -255,3 +266,109 @@ def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), *,
                         rewards=out["reward_B"][:P] if params.reward is not None else None,
                         logp_sft=out["logp_sft_B"][:P], kl=out["kl_B"][:P],
                         log_ratio=out["log_ratio_B"][:P], diagnostics=diagnostics)
+
+
+def check_batch_size(batch_size, chunk=None) -> None:
+    """Raise TypeError / ValueError for a ``batch_size`` that is not an int ``>= 0`` (0: the
+    planner picks) or a ``chunk`` (None: the default) that is not an int ``>= 1``."""
+    checks = [("batch_size", batch_size, 0, ">= 0 (0: the largest the memory planner fits)")]
+    if chunk is not None:
+        checks.append(("chunk", chunk, 1, ">= 1"))
+    for name, value, least, rule in checks:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+        if value < least:
+            raise ValueError(f"{name} must be {rule}, got {value}")
+
+
+def _decode_continuous(params, prompts, config, batch_size, indices, mesh, data, chunk, on_done,
+                       stats) -> DecodeOutput:
+    from tqjax.decoding import continuous
+
+    check_batch_size(batch_size, chunk)
+    arrays, token_lists, plan = _prepare(params, prompts, config, indices, batch_multiple=data)
+    T = arrays["tokens_BT"].shape[1]
+    batch_size = _planned_batch_size(params, config, batch_size, token_lists, mesh)
+    rows = -(-min(batch_size, len(token_lists)) // data) * data
+    keys_P = arrays["keys_B"][:len(token_lists)]     # host-side: the engine places what it feeds
+    if mesh is not None:
+        params, arrays = _place(params, arrays, mesh)
+    n = plan.n if plan.method == "bon" else 1
+    if n > 1:     # sample j of a prompt: a plain row with key fold_in(prompt_key, j)
+        items = [(ids, jax.random.fold_in(keys_P[i], j))
+                 for i, ids in enumerate(token_lists) for j in range(n)]
+    else:
+        items = [(ids, keys_P[i]) for i, ids in enumerate(token_lists)]
+    tokenizer = getattr(params.sft, "tokenizer", None)
+    results: dict = {}
+
+    def done(item, row):
+        i = item // n
+        results[item] = row
+        if on_done is not None and all(i * n + j in results for j in range(n)):
+            on_done(i, _outputs([_pick([results[i * n + j] for j in range(n)], plan)], plan,
+                                tokenizer, params.reward is not None, steps=0))
+
+    stats = stats if stats is not None else continuous.Stats()
+    continuous.decode_rows(params, items, rows * n, T, Knobs.from_config(config), plan,
+                           chunk=chunk, mesh=mesh, multiple=data, on_done=done, stats=stats)
+    per_prompt = [_pick([results[i * n + j] for j in range(n)], plan) for i in range(len(token_lists))]
+    return _outputs(per_prompt, plan, tokenizer, params.reward is not None, steps=stats.steps)
+
+
+def _planned_batch_size(params, config, batch_size: int, token_lists, mesh) -> int:
+    """``batch_size`` checked against the memory planner (0: the largest that fits, at most the
+    prompts). The planner knows transformers only: other models (the toy, the gold reward) are
+    left out of the estimate, and with a non-transformer π_sft nothing is planned (0: all
+    prompts at once)."""
+    from tqjax.models.config import ModelConfig
+    from tqjax.parallel.plan import PlanError, device_memory, format_bytes, largest_batch, plan
+
+    known = {role: getattr(params, role) for role in ROLE_KINDS
+             if isinstance(getattr(getattr(params, role), "config", None), ModelConfig)}
+    if "sft" not in known:
+        return batch_size or len(token_lists)
+    longest = max(len(ids) for ids in token_lists)
+    budget = device_memory()
+    if batch_size == 0:
+        batch_size = largest_batch(known, config, longest, budget, mesh,
+                                   max_batch=len(token_lists), continuous=True)
+        if batch_size == 0:
+            raise PlanError(f"not even batch_size=1 fits this device's {format_bytes(budget)} with "
+                            f"this configuration; lower max_new_tokens, horizon or rollouts, or "
+                            f"set candidate_chunk")
+        return batch_size
+    fit = plan(known, config, batch_size, longest, mesh, budget=budget, continuous=True)
+    if not fit.fits:
+        raise PlanError(f"batch_size={batch_size} does not fit this device: the memory planner "
+                        f"estimates {format_bytes(fit.total)} per device, the device has "
+                        f"{format_bytes(budget)}; pass a smaller batch_size, or 0 to let the "
+                        f"planner pick")
+    return batch_size
+
+
+def _pick(rows: list[dict], plan) -> dict:
+    """One prompt's result: its row, or for best-of-N the kept sample (as `bon.best_of_n`)."""
+    if plan.method != "bon":
+        return rows[0]
+    rewards = np.asarray([r["reward_B"] for r in rows], np.float32)
+    finite = np.isfinite(rewards)
+    best = int(np.argmax(np.where(finite, rewards, -np.inf))) if finite.any() else 0
+    return dict(rows[best], bad_B=np.int32((~finite).sum()), fallback_B=np.int32(not finite.any()),
+                rank_BN=np.asarray([best], np.int32), q_BNC=rewards[None], rewards_Bn=rewards)
+
+
+def _outputs(rows: list[dict], plan, tokenizer, has_reward: bool, steps: int) -> DecodeOutput:
+    tokens = [r["tokens_BN"].tolist() for r in rows]
+    stack = lambda name: np.stack([np.asarray(r[name]) for r in rows])
+    diagnostics = dict(steps=steps, nonfinite=stack("bad_B"), fallbacks=stack("fallback_B"))
+    if plan.method == "bon":
+        diagnostics.update(sample_rewards=stack("rewards_Bn"), kept=stack("rank_BN")[:, 0])
+    elif plan.diagnostics and plan.candidates:
+        diagnostics.update(rank=[r["rank_BN"][:len(t)] for r, t in zip(rows, tokens)],
+                           q=[r["q_BNC"][:len(t)] for r, t in zip(rows, tokens)])
+    return DecodeOutput(tokens=tokens,
+                        texts=None if tokenizer is None else [_text(tokenizer, t) for t in tokens],
+                        rewards=stack("reward_B") if has_reward else None,
+                        logp_sft=stack("logp_sft_B"), kl=stack("kl_B"),
+                        log_ratio=stack("log_ratio_B"), diagnostics=diagnostics)

@@ -24,7 +24,8 @@ def add_parser(sub) -> None:
                    help="output folder: part-*.jsonl (id, index, tokens, text, reward, kl, logp_sft, "
                         "log_ratio per line) and job.json; rerun the same command to resume")
     p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=0,
-                   help="prompts per batch (default 0: the largest that fits --memory-budget)")
+                   help="rows in flight: continuous batching, a finished prompt's row takes the "
+                        "next prompt (default 0: the largest that fits --memory-budget)")
     add_budget_flag(p)
     add_mesh_flag(p)
     group = p.add_argument_group("processes (default: JAX_COORDINATOR_ADDRESS or cluster variables "
@@ -85,14 +86,15 @@ def run(args) -> int:
     _validate_prompts(args.input, params, records, mine, config)
     batch.write_job(args.output, spec, process_id)
     # after job.json: the batch size and candidate chunk change memory, never the results
-    batch_size, config = auto_batch(args, params, config, [records[i].value for i in mine])
+    batch_size, config = auto_batch(args, params, config, [records[i].value for i in mine],
+                                    continuous=True)
 
-    decode_fn = functools.partial(_decode, decode, params, config, mesh)
+    decode_fn = functools.partial(_decode, decode, params, config, mesh, batch_size)
     progress = functools.partial(_bar, tqdm, f"batch {config.method} [{process_id}/{num_processes}]")
     agree = functools.partial(distributed.check_same, what="the prompts left to decode")
     summary = batch.run(records, decode_fn, args.output, batch_size=batch_size,
                         num_processes=num_processes, process_id=process_id, progress=progress,
-                        lockstep=lockstep, agree=agree)
+                        lockstep=lockstep, agree=agree, continuous=True)
     print(f"tqjax batch: {summary}; wrote {batch.part_path(args.output, process_id)}", flush=True)
     distributed.barrier("tqjax batch done")
     distributed.shutdown()
@@ -106,8 +108,10 @@ def _load(paths, dtype, mesh):
     return {role: tqjax.load(path, dtype=dtype, mesh=mesh) for role, path in paths.items()}
 
 
-def _decode(decode, params, config, mesh, values, indices):
-    return decode(params, values, config, indices=indices, mesh=mesh)
+def _decode(decode, params, config, mesh, batch_size, values, indices, on_done):
+    """Continuous batching: ``batch_size`` rows in flight, ``on_done`` as each prompt finishes."""
+    return decode(params, values, config, batch_size=batch_size, indices=indices, mesh=mesh,
+                  on_done=on_done)
 
 
 def _bar(tqdm, desc, total, initial):

@@ -43,7 +43,8 @@ def add_parser(sub) -> None:
     p.add_argument("--coherence-pooling", "--coherence_pooling", dest="coherence_pooling", default=None,
                    choices=("cls", "pooler", "mean"),
                    help="pooling of --coherence-model (default: the folder's sentence-transformers config)")
-    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=16)
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=16,
+                   help="rows in flight per method (continuous batching; default 16)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--dtype", default=None, help="cast weights on load (e.g. bfloat16)")
     add_decode_flags(p)

@@ -39,10 +39,11 @@ def budget(args) -> int:
     return device_memory() if args.memory_budget is None else parse_bytes(args.memory_budget)
 
 
-def auto_batch(args, params, config, prompts):
+def auto_batch(args, params, config, prompts, continuous: bool = False):
     """``(batch size, config)`` for ``decode``/``batch``: ``--batch-size`` when given, else the
     largest batch (at most 256, or the number of prompts) that the planner fits in the budget,
-    with candidates chunked when not even batch 1 fits with all k at once."""
+    with candidates chunked when not even batch 1 fits with all k at once. ``continuous``: rows in
+    flight under continuous batching (`tqjax.parallel.plan.plan`)."""
     if args.batch_size:
         return args.batch_size, config
     from tqjax.api.decode import prompt_ids
@@ -58,7 +59,7 @@ def auto_batch(args, params, config, prompts):
 
     longest = max((length(i, p) for i, p in enumerate(prompts)), default=1)
     return pick_batch_size(params, config, max(longest, 1), budget(args),
-                           max_batch=max(1, min(256, len(prompts))))
+                           max_batch=max(1, min(256, len(prompts))), continuous=continuous)
 
 
 def read_model_config(path: str):

@@ -55,13 +55,33 @@ def generate(params, tokens_BT, start_B, keys_B, live_B, knobs: Knobs, plan: Dec
     B, T = tokens_BT.shape
     N = plan.max_new_tokens
     models: dict[str, DecodeModel] = {role: getattr(params, role) for role in plan.active}
-    candidate_method = plan.candidates
 
     caches, outs = prefill(models, tokens_BT, start_B, T + N, mesh)
-    state = init_state(caches, outs, live_B, N, plan.k, plan.diagnostics and candidate_method)
+    state = init_state(caches, outs, live_B, N, plan.k, plan.diagnostics and plan.candidates)
 
     def cond(s: DecodeState):
         return (s.step < N) & ~jnp.all(s.done_B)
+
+    return jax.lax.while_loop(cond, step_fn(models, keys_B, knobs, plan, mesh), state)
+
+
+def step_fn(models: dict[str, DecodeModel], keys_B, knobs: Knobs, plan: DecodePlan, mesh=None):
+    """One decoding step, `DecodeState` -> `DecodeState`: choose a token per live row, commit it
+    to every model's cache, accumulate the statistics.
+
+    ``s.step`` is a scalar when the rows started together (`generate`), or ``[B]``, each row's
+    own step, under continuous batching (`tqjax.decoding.continuous`): a row's keys, its token
+    slot and its budget then follow its own step, and a row that reaches ``max_new_tokens`` is
+    done.
+    """
+    N = plan.max_new_tokens
+    candidate_method = plan.candidates
+    per_row = lambda s: jnp.ndim(s.step) == 1
+
+    def put(x_BN, step, value_B):     # x[b, step_b] = value[b] (trailing axes ride along)
+        if jnp.ndim(step) == 0:
+            return x_BN.at[:, step].set(value_B)
+        return x_BN.at[jnp.arange(x_BN.shape[0]), step].set(value_B, mode="drop")
 
     def body(s: DecodeState):
         step_keys_B = sampler.step_key(keys_B, s.step)
@@ -82,8 +102,9 @@ def generate(params, tokens_BT, start_B, keys_B, live_B, knobs: Knobs, plan: Dec
             return total + jnp.where(live_B, value, 0).astype(total.dtype)
 
         changes = dict(
-            step=s.step + 1, caches=new_caches, outs=new_outs,
-            tokens_BN=s.tokens_BN.at[:, s.step].set(token_B),
+            step=s.step + live_B.astype(jnp.int32) if per_row(s) else s.step + 1,
+            caches=new_caches, outs=new_outs,
+            tokens_BN=put(s.tokens_BN, s.step, token_B),
             length_B=acc(s.length_B, 1),
             logp_sft_B=acc(s.logp_sft_B, logp_sft_B),
             kl_B=acc(s.kl_B, info["kl_B"]), log_ratio_B=acc(s.log_ratio_B, info["log_ratio_B"]))
@@ -94,14 +115,15 @@ def generate(params, tokens_BT, start_B, keys_B, live_B, knobs: Knobs, plan: Dec
             changes["bad_B"] = acc(s.bad_B, info["bad_B"])
             changes["fallback_B"] = acc(s.fallback_B, info["fallback_B"])
             if s.rank_BN.shape[1]:
-                changes["rank_BN"] = s.rank_BN.at[:, s.step].set(
-                    jnp.where(live_B, info["rank_B"], -1))
-                changes["q_BNC"] = s.q_BNC.at[:, s.step].set(
-                    jnp.where(live_B[:, None], info["q_BC"], jnp.nan))
+                changes["rank_BN"] = put(s.rank_BN, s.step, jnp.where(live_B, info["rank_B"], -1))
+                changes["q_BNC"] = put(s.q_BNC, s.step,
+                                       jnp.where(live_B[:, None], info["q_BC"], jnp.nan))
         done_B = s.done_B
         if not plan.ignore_eos:     # rollouts stop at the stop ids even with ignore_eos
             done_B = done_B | (live_B & tq.is_stop(token_B, plan.stop_ids))
+        if per_row(s):
+            done_B = done_B | (changes["step"] >= N)
         changes["done_B"] = done_B
         return dataclasses.replace(s, **changes)
 
-    return jax.lax.while_loop(cond, body, state)
+    return body

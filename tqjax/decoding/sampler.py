@@ -14,8 +14,9 @@ NEG_INF = -jnp.inf
 
 
 def step_key(keys_B, step):
-    """The keys of one decoding step: ``fold_in(prompt_key, step)`` per row."""
-    return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys_B, step)
+    """The keys of one decoding step: ``fold_in(prompt_key, step)`` per row (``step`` shared, or
+    ``[B]``: each row's own)."""
+    return jax.vmap(jax.random.fold_in, in_axes=(0, None if jnp.ndim(step) == 0 else 0))(keys_B, step)
 
 
 def draw_key(keys_B, *path):

@@ -39,22 +39,24 @@ def bon_kl(n: int) -> float:
 
 def run(method: Method, prompts: list, batch_size: int, gold: Callable[[str, str], float] | None,
         progress: bool = True, warmup: bool = True) -> dict:
-    """Decode ``prompts`` in batches; return per-prompt arrays and the wall time.
+    """Decode ``prompts`` with continuous batching (``batch_size`` prompts in flight, the bar
+    counting finished prompts); return per-prompt arrays and the wall time.
 
-    With ``warmup`` the first batch is decoded once before the clock starts, so tokens/s excludes
-    compilation (a sweep over α reuses the compiled program and needs no warm-up).
+    With ``warmup`` the first ``batch_size`` prompts are decoded once before the clock starts, so
+    tokens/s excludes compilation (a sweep over α reuses the compiled programs and needs no
+    warm-up).
     """
-    tokens, texts, rewards, kl = [], [], [], []
     if warmup:
-        decode(method.params, prompts[:batch_size], method.config)
+        decode(method.params, prompts[:batch_size], method.config, batch_size=batch_size)
     start = time.perf_counter()
-    batches = range(0, len(prompts), batch_size)
-    for lo in tqdm(batches, desc=method.name, disable=not progress, leave=False):
-        out = decode(method.params, prompts[lo:lo + batch_size], method.config, indices=range(lo, min(lo + batch_size, len(prompts))))
-        tokens += out.tokens
-        texts += out.texts or [None] * len(out.tokens)
-        rewards += list(out.rewards) if out.rewards is not None else [np.nan] * len(out.tokens)
-        kl += [bon_kl(method.config.n)] * len(out.tokens) if method.config.method == "bon" else list(out.kl)
+    with tqdm(total=len(prompts), desc=method.name, disable=not progress, leave=False,
+              unit="prompt") as bar:
+        out = decode(method.params, prompts, method.config, batch_size=batch_size,
+                     on_done=lambda i, one: bar.update(1))
+    tokens = out.tokens
+    texts = out.texts or [None] * len(out.tokens)
+    rewards = list(out.rewards) if out.rewards is not None else [np.nan] * len(out.tokens)
+    kl = [bon_kl(method.config.n)] * len(out.tokens) if method.config.method == "bon" else list(out.kl)
     seconds = time.perf_counter() - start
     result = dict(tokens=tokens, texts=texts, rewards=np.asarray(rewards, np.float64), kl=np.asarray(kl, np.float64),
                   seconds=seconds)

@@ -225,7 +225,8 @@ def pending(records: Sequence, outdir: str, num_processes: int = 1, process_id: 
 
 def run(records: Sequence, decode_fn: Callable, outdir: str, *, batch_size: int,
         num_processes: int = 1, process_id: int = 0, progress: Callable | None = None,
-        lockstep: bool = False, agree: Callable[[str], None] | None = None) -> Summary:
+        lockstep: bool = False, agree: Callable[[str], None] | None = None,
+        continuous: bool = False) -> Summary:
     """Decode this process's unfinished share of ``records`` into its part file.
 
     records: `PromptRecord`s, in input order (their position is the prompt's global index).
@@ -238,6 +239,11 @@ def run(records: Sequence, decode_fn: Callable, outdir: str, *, batch_size: int,
     is still written once, by the same process as without lockstep. ``agree(text)`` raises unless
     every process passed the same text (`tqjax.jobs.distributed.check_same`): the processes must
     agree on what is left before the first collective.
+
+    continuous: one call ``decode_fn(values, indices, on_done)`` decodes everything left with
+    continuous batching (``batch_size`` rows in flight) and calls ``on_done(b, output)`` as prompt
+    ``b`` finishes, with a `DecodeOutput` of that prompt alone; its line is written and fsynced
+    then, so a kill loses only the prompts in flight.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -255,11 +261,7 @@ def run(records: Sequence, decode_fn: Callable, outdir: str, *, batch_size: int,
     start = time.perf_counter()
     try:
         with open(part_path(outdir, process_id), "ab") as f:
-            for lo in range(0, len(todo), batch_size):
-                batch = todo[lo:lo + batch_size]
-                out = decode_fn([r.value for _, r in batch], [i for i, _ in batch])
-                lines = [result_line(r.id, out, b, index=i) for b, (i, r) in enumerate(batch)
-                         if owned(i)]
+            def write(lines):
                 f.write("".join(json.dumps(line) + "\n" for line in lines).encode())
                 f.flush()
                 os.fsync(f.fileno())
@@ -267,6 +269,18 @@ def run(records: Sequence, decode_fn: Callable, outdir: str, *, batch_size: int,
                 summary.tokens += sum(len(line["tokens"]) for line in lines)
                 if bar is not None:
                     bar.update(len(lines))
+
+            if continuous and todo:
+                def on_done(b, out):
+                    i, r = todo[b]
+                    write([result_line(r.id, out, 0, index=i)] if owned(i) else [])
+
+                decode_fn([r.value for _, r in todo], [i for i, _ in todo], on_done)
+            for lo in range(0, len(todo) if not continuous else 0, batch_size):
+                batch = todo[lo:lo + batch_size]
+                out = decode_fn([r.value for _, r in batch], [i for i, _ in batch])
+                write([result_line(r.id, out, b, index=i) for b, (i, r) in enumerate(batch)
+                       if owned(i)])
     finally:
         summary.seconds = time.perf_counter() - start
         if bar is not None:

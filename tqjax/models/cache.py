@@ -14,9 +14,11 @@ class KVCache:
     """Head-major cache of a left-padded batch, stacked over layers.
 
     ``k``, ``v``: ``[L, B, K, S, H]`` (layer ``l`` is ``k[l]``); ``start_B``: first real slot of
-    each row; ``length``: slots filled so far (the same for every row, because rows share a right
-    edge); ``read_B``: float32, a reward model's score of the committed sequence as transformers
-    reads it (at its rightmost token that is not the pad id; zeros for a language model).
+    each row; ``length``: slots filled so far, a scalar when the rows share a right edge (one
+    batch), or ``[B]`` per-row write positions once rows have been put in with `insert`
+    (continuous batching); ``read_B``: float32, a reward model's score of the committed sequence
+    as transformers reads it (at its rightmost token that is not the pad id; zeros for a language
+    model).
     """
 
     k: Array
@@ -32,11 +34,21 @@ class KVCache:
     def filled_B1S(self) -> Array:
         """``[B, 1, S]``: the slots that hold a real committed token (what a suffix attends to)."""
         s = jnp.arange(self.size)
-        return ((s[None] >= self.start_B[:, None]) & (s[None] < self.length))[:, None, :]
+        return ((s[None] >= self.start_B[:, None]) & (s[None] < edge(self.length)))[:, None, :]
 
     def positions(self, slots: Array) -> Array:
         """Token positions of ``slots`` (``[T]``) for every row: ``[B, T]``."""
         return jnp.maximum(slots[None, :] - self.start_B[:, None], 0)
+
+    def insert(self, rows: "KVCache", slots_R: Array) -> "KVCache":
+        """This cache with row ``slots_R[r]`` replaced by row ``r`` of ``rows`` (prefilled with the
+        same number of slots); a slot index ``>= B`` is skipped. The result has per-row write
+        positions (``length`` ``[B]``)."""
+        return KVCache(k=self.k.at[:, slots_R].set(rows.k, mode="drop"),
+                       v=self.v.at[:, slots_R].set(rows.v, mode="drop"),
+                       start_B=self.start_B.at[slots_R].set(rows.start_B, mode="drop"),
+                       length=insert_rows(self.length, rows.length, self.start_B.shape, slots_R),
+                       read_B=self.read_B.at[slots_R].set(rows.read_B, mode="drop"))
 
 
 @flax.struct.dataclass
@@ -48,6 +60,18 @@ class Suffix:
     v: Array
     length: Array
     read_B: Array
+
+
+def edge(length: Array) -> Array:
+    """``length`` as it broadcasts against ``[B, S]`` slots: the shared edge, or ``[B, 1]``."""
+    return length if length.ndim == 0 else length[:, None]
+
+
+def insert_rows(length: Array, rows: Array, shape: tuple, slots_R: Array) -> Array:
+    """Per-row write positions ``[B]``: ``length`` (scalar or ``[B]``) with ``rows``' lengths
+    (scalar or ``[R]``) put in at ``slots_R`` (indices ``>= B`` skipped)."""
+    length_B = jnp.broadcast_to(length, shape).astype(jnp.int32)
+    return length_B.at[slots_R].set(jnp.broadcast_to(rows, slots_R.shape).astype(jnp.int32), mode="drop")
 
 
 def empty_cache(n_layers, batch, n_kv_heads, length, head_dim, dtype) -> KVCache:

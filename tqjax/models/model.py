@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from tqjax.models import transformer
-from tqjax.models.cache import KVCache, Suffix, empty_cache, empty_suffix
+from tqjax.models.cache import KVCache, Suffix, edge, empty_cache, empty_suffix
 from tqjax.models.config import ModelConfig
 from tqjax.models.layers import attend
 from tqjax.models.protocol import register_model
@@ -119,11 +119,11 @@ class Model:
                             length=jnp.asarray(T, jnp.int32), read_B=read_B)
 
     def append(self, tokens_B: Array, cache: KVCache) -> tuple[Array, KVCache]:
-        """Commit one token per row at slot ``cache.length``."""
+        """Commit one token per row at slot ``cache.length`` (shared, or per row)."""
         slot = cache.length
         pos_B1 = (slot - cache.start_B)[:, None]
         s = jnp.arange(cache.size)
-        mask_B1S = ((s[None] >= cache.start_B[:, None]) & (s[None] <= slot))[:, None, :]
+        mask_B1S = ((s[None] >= cache.start_B[:, None]) & (s[None] <= edge(slot)))[:, None, :]
 
         def attn(layer, kv, q, k, v):
             kv = _write(kv, layer, slot, k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3))
@@ -132,6 +132,10 @@ class Model:
         h, (ks, vs) = transformer.hidden(self.config, self.params, tokens_B[:, None], pos_B1, attn, (cache.k, cache.v))
         out, read_B = self._read(transformer.head(self.config, self.params, h)[:, 0], tokens_B, cache.read_B)
         return out, cache.replace(k=ks, v=vs, length=slot + 1, read_B=read_B)
+
+    def insert(self, cache: KVCache, rows: KVCache, slots_R: Array) -> KVCache:
+        """``cache`` with rows ``slots_R`` replaced by the prefilled ``rows`` (`KVCache.insert`)."""
+        return cache.insert(rows, slots_R)
 
     def init_suffix(self, cache: KVCache, length: int) -> Suffix:
         return empty_suffix(cache, length)
@@ -185,7 +189,14 @@ def _layer(kv, layer) -> tuple[Array, Array]:
 
 
 def _write(kv, layer, slot, k_BKTH: Array, v_BKTH: Array) -> tuple[Array, Array]:
-    """``(k, v)`` stacked ``[L, B, K, S, H]`` with layer ``layer``'s slots from ``slot`` on written."""
+    """``(k, v)`` stacked ``[L, B, K, S, H]`` with layer ``layer``'s slots from ``slot`` on written.
+
+    ``slot`` is shared (a scalar) or per row (``[B]``, one token each; a slot past the end is
+    skipped: a finished row waiting for its next prompt)."""
+    if jnp.ndim(slot):
+        rows = jnp.arange(slot.shape[0])
+        return tuple(x.at[layer, rows, :, slot].set(new[:, :, 0].astype(x.dtype), mode="drop")
+                     for x, new in zip(kv, (k_BKTH, v_BKTH)))
     return tuple(jax.lax.dynamic_update_slice(x, new[None].astype(x.dtype), (layer, 0, 0, slot, 0))
                  for x, new in zip(kv, (k_BKTH, v_BKTH)))
 

@@ -10,6 +10,11 @@ Layout conventions (shared by every implementation):
 - Prompts are **left-padded**. Row ``b`` of a ``[B, T]`` prefill has its first real token at slot
   ``start_B[b]``; slots before it are padding and are never attended to. Because every row is
   padded to the same right edge, ``append`` writes all rows at one shared slot, ``cache.length``.
+- Continuous batching puts freshly prefilled rows into a running batch with ``insert``; from then
+  on the cache has **per-row write positions** (``cache.length`` ``[B]``), every row its own right
+  edge, and ``append``, ``extend`` and ``forward_suffix`` read and write each row at its own. A
+  row whose position runs past the cache (a finished row waiting for its next prompt) writes
+  nothing.
 - ``out`` is what the model's head reads at the position just processed: float32 next-token
   logits ``[..., V]`` for ``kind == "lm"``, or a float32 score ``[...]`` for ``kind == "reward"``
   (the reward of the sequence ending at that token, read where the reward model itself reads a
@@ -48,6 +53,10 @@ class DecodeModel(Protocol):
     def append(self, tokens_B: Array, cache: Any) -> tuple[Array, Any]:
         """Commit one token per row at slot ``cache.length``; ``out`` at that token."""
 
+    def insert(self, cache: Any, rows: Any, slots_R: Array) -> Any:
+        """``cache`` with row ``slots_R[r]`` replaced by row ``r`` of ``rows``, a cache prefilled
+        with as many slots; indices ``>= B`` are skipped. The result has per-row positions."""
+
     def init_suffix(self, cache: Any, length: int) -> Any:
         """An empty private suffix of ``length`` tokens per batch row, on top of ``cache``."""
 
@@ -59,7 +68,7 @@ class DecodeModel(Protocol):
 
 
 MEMBERS = ("kind", "vocab_size", "max_length", "stop_token_ids", "init_cache", "prefill", "append",
-           "init_suffix", "extend", "forward_suffix")
+           "insert", "init_suffix", "extend", "forward_suffix")
 
 
 def check_protocol(model, name: str = "model") -> None:

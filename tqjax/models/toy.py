@@ -21,6 +21,7 @@ import itertools
 import jax
 import jax.numpy as jnp
 
+from tqjax.models.cache import insert_rows
 from tqjax.models.protocol import register_model
 import numpy as np
 
@@ -32,7 +33,7 @@ MULT = 7
 class ToyState:
     h_B: jax.Array        # int32 hash state per row
     pos_B: jax.Array      # int32 number of real tokens read per row
-    length: jax.Array     # int32 slots written (cache only; suffixes carry 0)
+    length: jax.Array     # int32 slots written, shared or per row (cache only; suffixes carry 0)
 
 
 @register_model
@@ -90,6 +91,11 @@ class ToyModel:
     def append(self, tokens_B, cache):
         h_B, pos_B = self._step(cache.h_B, tokens_B), cache.pos_B + 1
         return self._read(h_B, pos_B), ToyState(h_B, pos_B, cache.length + 1)
+
+    def insert(self, cache, rows, slots_R):
+        put = lambda old, new: old.at[slots_R].set(new, mode="drop")
+        return ToyState(put(cache.h_B, rows.h_B), put(cache.pos_B, rows.pos_B),
+                        insert_rows(cache.length, rows.length, cache.h_B.shape, slots_R))
 
     def init_suffix(self, cache, length):
         return ToyState(cache.h_B, cache.pos_B, jnp.zeros((), jnp.int32))

@@ -182,13 +182,16 @@ def param_bytes(config, nbytes: int, sizes: dict) -> int:
 
 
 def plan(params_or_configs, config, batch: int, prompt_len: int, mesh=None, *, dtype=None,
-         budget: int | None = None) -> MemoryPlan:
+         budget: int | None = None, continuous: bool = False) -> MemoryPlan:
     """Estimated memory per device of ``tqjax.decode(params, prompts, config, mesh=mesh)``.
 
     params_or_configs: `TQParams`, or a dict role -> `Model` or `ModelConfig` (configs are enough).
     batch: prompts decoded at once; prompt_len: longest prompt (both padded as `tqjax.decode` pads).
     mesh: a ``("data", "model")`` mesh or a ``(data, model)`` tuple (plan a pod from anywhere).
     dtype: weight and cache dtype for configs without params (default float32).
+    continuous: continuous batching (``tqjax.decode(..., batch_size=batch)``): ``batch`` rows in
+    flight, rounded up to a multiple of the data axis only, and the insert of freshly prefilled
+    rows holds their caches beside the running batch's (up to a second set at the first fill).
     """
     if batch < 1 or prompt_len < 1:
         raise ValueError(f"batch and prompt_len must be >= 1, got {batch} and {prompt_len}")
@@ -201,7 +204,7 @@ def plan(params_or_configs, config, batch: int, prompt_len: int, mesh=None, *, d
     nbytes = {role: b if dtype is None and b else default for role, (_, b) in models.items()}
     configs = {role: with_kv_replicas(cfg, model) for role, (cfg, _) in models.items()}   # as the mesh runs them
 
-    B = batch_bucket(batch, data)
+    B = -(-batch // data) * data if continuous else batch_bucket(batch, data)
     dplan = DecodePlan.build(config, [r for r, c in configs.items() if c is not None])
     rows = (B // data) * dplan.n      # per device
     T = prompt_bucket(prompt_len)
@@ -235,6 +238,8 @@ def plan(params_or_configs, config, batch: int, prompt_len: int, mesh=None, *, d
             step = max(step, n * (H + 1) * F32 * block)
     step = max(step, rows * F32 * STEP_ROW_F32["vocab"] * largest.vocab_size * len(roles))
     prefill = rows * T * F32 * _row(largest, sizes, T, PREFILL_TOKEN_F32)
+    if continuous:      # the inserted rows' fresh caches live beside the running ones
+        prefill += sum(kv.values())
     return MemoryPlan(batch=B, prompt_len=T, candidates=C, mesh=(data, model), params=params,
                       kv_cache=kv, rollout=rollout, step_activations=step,
                       prefill_activations=prefill, budget=budget)
@@ -249,12 +254,13 @@ def _row(c, sizes, keys: int, copies: dict) -> int:
 
 
 def largest_batch(params_or_configs, config, prompt_len: int, budget_bytes: int, mesh=None, *,
-                  dtype=None, max_batch: int = 1 << 20) -> int:
-    """The largest batch (as `tqjax.decode` pads it) whose plan fits ``budget_bytes``; 0 if none."""
+                  dtype=None, max_batch: int = 1 << 20, continuous: bool = False) -> int:
+    """The largest batch (as `tqjax.decode` pads it) whose plan fits ``budget_bytes``; 0 if none.
+    ``continuous``: rows in flight under continuous batching (see `plan`)."""
     best, b = 0, 1
     while True:
         p = plan(params_or_configs, config, min(b, max_batch), prompt_len, mesh, dtype=dtype,
-                 budget=budget_bytes)
+                 budget=budget_bytes, continuous=continuous)
         if not p.fits:
             return best
         best = min(p.batch, max_batch)
@@ -279,15 +285,16 @@ def suggest_chunk(params_or_configs, config, batch: int, prompt_len: int, budget
 
 
 def pick_batch_size(params_or_configs, config, prompt_len: int, budget_bytes: int | None = None,
-                    mesh=None, *, dtype=None, max_batch: int = 256):
+                    mesh=None, *, dtype=None, max_batch: int = 256, continuous: bool = False):
     """``(batch, config)`` for a job: the largest batch up to ``max_batch`` that fits with all k
     candidates at once; if not even batch 1 does, batch 1 with the largest candidate chunk that
     fits (``config.candidate_chunk`` set). Raises `PlanError` with the numbers when nothing fits.
+    ``continuous``: rows in flight under continuous batching (see `plan`).
     """
     budget = device_memory() if budget_bytes is None else budget_bytes
     unchunked = config.replace(candidate_chunk=0)
     batch = largest_batch(params_or_configs, unchunked, prompt_len, budget, mesh, dtype=dtype,
-                          max_batch=max_batch)
+                          max_batch=max_batch, continuous=continuous)
     if batch:
         return batch, unchunked
     chunk = suggest_chunk(params_or_configs, config, 1, prompt_len, budget, mesh, dtype=dtype)

@@ -13,6 +13,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from tqjax.models.cache import insert_rows
 from tqjax.models.protocol import register_model
 
 from tqjax.world.rewards import RewardTables, gold_reward_jax
@@ -65,9 +66,15 @@ class GoldRewardModel:
         return self._score(tokens, start_B, cache.prompt_B, T), cache
 
     def append(self, tokens_B, cache):
-        tokens = jax.lax.dynamic_update_slice(cache.tokens_BS, tokens_B[:, None].astype(jnp.int32), (0, cache.length))
+        tokens = _place(cache.tokens_BS, tokens_B[:, None], cache.length)
         cache = dataclasses.replace(cache, tokens_BS=tokens, length=cache.length + 1)
         return self._score(tokens, cache.start_B, cache.prompt_B, cache.length), cache
+
+    def insert(self, cache, rows, slots_R):
+        put = lambda old, new: old.at[slots_R].set(new, mode="drop")
+        return TokenCache(put(cache.tokens_BS, rows.tokens_BS), put(cache.start_B, rows.start_B),
+                          put(cache.prompt_B, rows.prompt_B),
+                          insert_rows(cache.length, rows.length, cache.start_B.shape, slots_R))
 
     def init_suffix(self, cache, length: int) -> TokenSuffix:
         return TokenSuffix(jnp.zeros((cache.tokens_BS.shape[0], length), jnp.int32), jnp.zeros((), jnp.int32))
@@ -76,16 +83,27 @@ class GoldRewardModel:
         u = suffix.length
         own = jax.lax.dynamic_update_slice(suffix.tokens_BU, tokens_B[:, None].astype(jnp.int32), (0, u))
         room = jnp.concatenate([cache.tokens_BS, jnp.zeros_like(own)], axis=1)
-        full = jax.lax.dynamic_update_slice(room, own, (0, cache.length))
+        full = _place(room, own, cache.length)
         score = self._score(full, cache.start_B, cache.prompt_B, cache.length + u + 1)
         return score, TokenSuffix(own, u + 1)
 
     def forward_suffix(self, tokens_BU, cache):
         U = tokens_BU.shape[1]
         room = jnp.concatenate([cache.tokens_BS, jnp.zeros_like(tokens_BU, jnp.int32)], axis=1)
-        full = jax.lax.dynamic_update_slice(room, tokens_BU.astype(jnp.int32), (0, cache.length))
+        full = _place(room, tokens_BU, cache.length)
         score_UB = jax.vmap(lambda u: self._score(full, cache.start_B, cache.prompt_B, cache.length + u + 1))(jnp.arange(U))
         return score_UB.T
+
+
+def _place(tokens_BS, new_BU, at):
+    """``tokens_BS`` with ``new_BU`` written from slot ``at`` on (shared, or ``[B]`` per row; a
+    row whose slot is past the end is left as it is)."""
+    new_BU = new_BU.astype(jnp.int32)
+    if jnp.ndim(at) == 0:
+        return jax.lax.dynamic_update_slice(tokens_BS, new_BU, (0, at))
+    slots_BU = at[:, None] + jnp.arange(new_BU.shape[1])[None]
+    rows_B1 = jnp.arange(tokens_BS.shape[0])[:, None]
+    return tokens_BS.at[rows_B1, slots_BU].set(new_BU, mode="drop")
 
 
 def gold_reward_model(tokenizer, spec=None) -> GoldRewardModel:
