@@ -209,3 +209,23 @@ def test_mesh_refused(models):
     mesh = Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("data", "model"))
     with pytest.raises(ValueError, match="a device mesh is not supported with readers"):
         decode(params, PROMPTS[:1], CASES["tq"], mesh=mesh)
+
+
+def test_batch_size_runs_static_batches_with_each_prompts_key(models):
+    """``batch_size`` with a text reader (no slot refill on this path yet): batches of that size,
+    each prompt with its own key, so the results equal one batch of all prompts, and ``on_done``
+    sees every prompt once with its own output."""
+    params, _ = models
+    config = CASES["tq"]
+    whole = decode(params, PROMPTS, config)
+    seen = {}
+    got = decode(params, PROMPTS, config, batch_size=2,
+                 on_done=lambda i, out: seen.setdefault(i, out))
+    assert got.tokens == whole.tokens
+    np.testing.assert_allclose(got.rewards, whole.rewards, atol=1e-4)
+    np.testing.assert_allclose(got.kl, whole.kl, atol=1e-4)
+    assert len(got.diagnostics["q"]) == len(PROMPTS)
+    assert sorted(seen) == [0, 1, 2]
+    for i, out in seen.items():
+        assert out.tokens == [whole.tokens[i]]
+        np.testing.assert_allclose(out.rewards, whole.rewards[i:i + 1], atol=1e-4)
