@@ -14,8 +14,14 @@ def test_engine_rewards_with_the_gold_model_equal_the_python_gold_reward():
                             reward=gold_reward_model(sft.tokenizer))
     prompts = sample_prompts(4, seed=123)
     for method in ("tq", "args", "bon"):
-        out = tqjax.decode(params, prompts, tqjax.DecodeConfig(method=method, k=3, horizon=3, n=3,
-                                                               temperature=1.0, max_new_tokens=12))
+        config = tqjax.DecodeConfig(method=method, k=3, horizon=3, n=3, temperature=1.0,
+                                    max_new_tokens=12)
+        out = tqjax.decode(params, prompts, config)
+        # continuous batching, as `tqjax eval --gold-rm` runs it (the planner, which knows
+        # transformers only, once refused the gold model as a missing reward model)
+        rows = tqjax.decode(params, prompts, config, batch_size=2)
+        assert rows.tokens == out.tokens
+        np.testing.assert_allclose(rows.rewards, out.rewards, atol=1e-5)
         expected = [target_reward(p, t) for p, t in zip(prompts, out.texts)]
         np.testing.assert_allclose(out.rewards, expected, atol=1e-4)
         if method == "bon":   # best-of-N keeps the sample with the highest gold reward

@@ -289,7 +289,7 @@ def _decode_continuous(params, prompts, config, batch_size, indices, mesh, data,
     if _text_roles(params, plan):
         return _decode_text_batches(params, prompts, config, batch_size, indices, mesh, on_done)
     T = arrays["tokens_BT"].shape[1]
-    batch_size = _planned_batch_size(params, config, batch_size, token_lists, mesh)
+    batch_size = _planned_batch_size(params, config, batch_size, token_lists, mesh, plan)
     rows = -(-min(batch_size, len(token_lists)) // data) * data
     keys_P = arrays["keys_B"][:len(token_lists)]     # host-side: the engine places what it feeds
     if mesh is not None:
@@ -378,17 +378,16 @@ def _concatenate(outs: list[DecodeOutput]) -> DecodeOutput:
                         diagnostics=diagnostics)
 
 
-def _planned_batch_size(params, config, batch_size: int, token_lists, mesh) -> int:
+def _planned_batch_size(params, config, batch_size: int, token_lists, mesh, dplan) -> int:
     """``batch_size`` checked against the memory planner (0: the largest that fits, at most the
-    prompts). The planner knows transformers only: other models (the toy, the gold reward) are
-    left out of the estimate, and with a non-transformer π_sft nothing is planned (0: all
-    prompts at once)."""
+    prompts). The planner knows transformers only: when a model the decode runs is another kind
+    (the toy, the gold reward), nothing is planned (0: all prompts at once)."""
     from tqjax.models.config import ModelConfig
     from tqjax.parallel.plan import PlanError, device_memory, format_bytes, largest_batch, plan
 
     known = {role: getattr(params, role) for role in ROLE_KINDS
              if isinstance(getattr(getattr(params, role), "config", None), ModelConfig)}
-    if "sft" not in known:
+    if not set(dplan.active) <= set(known):
         return batch_size or len(token_lists)
     longest = max(len(ids) for ids in token_lists)
     budget = device_memory()
