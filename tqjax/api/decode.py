@@ -287,7 +287,8 @@ def _decode_continuous(params, prompts, config, batch_size, indices, mesh, data,
     check_batch_size(batch_size, chunk)
     arrays, token_lists, plan = _prepare(params, prompts, config, indices, batch_multiple=data)
     if _text_roles(params, plan):
-        return _decode_text_batches(params, prompts, config, batch_size, indices, mesh, on_done)
+        from tqjax.api.cross import decode_text_batches
+        return decode_text_batches(params, prompts, config, batch_size, indices, mesh, on_done)
     T = arrays["tokens_BT"].shape[1]
     batch_size = _planned_batch_size(params, config, batch_size, token_lists, mesh, plan)
     rows = -(-min(batch_size, len(token_lists)) // data) * data
@@ -321,61 +322,6 @@ def _text_roles(params, plan) -> list[str]:
     """The active readers that read text with their own tokenizer (`tqjax.api.cross`)."""
     return [r for r in text_roles({r: getattr(params, r) for r in ROLE_KINDS
                                    if getattr(params, r) is not None}) if r in plan.active]
-
-
-def _decode_text_batches(params, prompts, config, batch_size, indices, mesh, on_done):
-    """``batch_size`` with a reader that has its own tokenizer: the text round trip has no slot
-    refill yet, so the prompts run as static batches of ``batch_size`` (0: all at once), each
-    prompt keeping its own key (its index), and ``on_done`` is called batch by batch."""
-    prompts = list(prompts)
-    indices = list(range(len(prompts))) if indices is None else [int(i) for i in indices]
-    size = batch_size or len(prompts)
-    outs = []
-    for s in range(0, len(prompts), size):
-        out = decode(params, prompts[s:s + size], config, indices=indices[s:s + size], mesh=mesh)
-        if on_done is not None:
-            for j in range(len(out.tokens)):
-                on_done(s + j, _select(out, [j]))
-        outs.append(out)
-    return _concatenate(outs)
-
-
-_PER_PROMPT = ("nonfinite", "fallbacks", "rank", "q", "sample_rewards", "kept")
-
-
-def _select(out: DecodeOutput, rows: list[int]) -> DecodeOutput:
-    """The prompts ``rows`` of ``out``, as a `DecodeOutput` of their own."""
-    take = lambda x: None if x is None else ([x[i] for i in rows] if isinstance(x, list)
-                                             else np.asarray(x)[rows])
-    diagnostics = {k: (take(v) if k in _PER_PROMPT else v) for k, v in out.diagnostics.items()}
-    return DecodeOutput(tokens=take(out.tokens), texts=take(out.texts), rewards=take(out.rewards),
-                        logp_sft=take(out.logp_sft), kl=take(out.kl), log_ratio=take(out.log_ratio),
-                        diagnostics=diagnostics)
-
-
-def _concatenate(outs: list[DecodeOutput]) -> DecodeOutput:
-    """Batch outputs as one, in order: per-prompt fields joined, ``steps``, ``reader_tokens``
-    and ``cross_seconds`` summed over the batches."""
-    def join(xs):
-        if xs[0] is None:
-            return None
-        return [x for part in xs for x in part] if isinstance(xs[0], list) else np.concatenate(xs)
-
-    diagnostics = {}
-    for k, v in outs[0].diagnostics.items():
-        parts = [o.diagnostics[k] for o in outs]
-        if k in _PER_PROMPT:
-            diagnostics[k] = join([p if isinstance(p, list) else np.asarray(p) for p in parts])
-        elif isinstance(v, dict):
-            diagnostics[k] = {name: sum(p.get(name, 0) for p in parts) for name in v}
-        elif isinstance(v, (int, float, np.integer, np.floating)):
-            diagnostics[k] = sum(parts)
-        else:
-            diagnostics[k] = parts
-    return DecodeOutput(tokens=join([o.tokens for o in outs]), texts=join([o.texts for o in outs]),
-                        rewards=join([o.rewards for o in outs]), logp_sft=join([o.logp_sft for o in outs]),
-                        kl=join([o.kl for o in outs]), log_ratio=join([o.log_ratio for o in outs]),
-                        diagnostics=diagnostics)
 
 
 def _planned_batch_size(params, config, batch_size: int, token_lists, mesh, dplan) -> int:
