@@ -190,3 +190,19 @@ def test_plan_command_prints_the_table(tmp_path, capsys):
     assert f"largest batch that fits 40.00 MiB per device: {best}" in out
     assert main(argv[:-1] + ["1MiB"]) == 2
     assert "does not fit in memory even at batch 1" in capsys.readouterr().err
+
+
+def test_plan_command_plans_continuous_batching(tmp_path, capsys):
+    """``--continuous`` plans rows in flight as tqjax batch runs them: no power-of-two bucket and
+    the inserted rows' caches counted, so fewer rows fit than the static batch would say."""
+    lm, rm = hf_folder(tmp_path / "lm", "lm"), hf_folder(tmp_path / "rm", "reward")
+    config = tqjax.DecodeConfig(k=8, horizon=8, max_new_tokens=16)
+    argv = ["plan", "--sft", lm, "--baseline", lm, "--reward", rm, "--k", "8", "--horizon", "8",
+            "--max-new-tokens", "16", "--prompt-len", "64", "--memory-budget", "40MiB", "--continuous"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    best = largest_batch(CONFIGS, config, 64, 40 * 2**20, continuous=True)
+    assert best != largest_batch(CONFIGS, config, 64, 40 * 2**20)
+    assert "continuous batching" in out and f"most rows in flight that fits 40.00 MiB per device: {best}" in out
+    assert main(argv + ["--batch-size", "12"]) == 0
+    assert "batch 12," in capsys.readouterr().out        # not bucketed to 16

@@ -23,6 +23,9 @@ def add_parser(sub) -> None:
                    help="longest prompt in tokens (default 128)")
     p.add_argument("--data", type=int, default=1, help="devices on the mesh's data axis (prompts)")
     p.add_argument("--model", type=int, default=1, help="devices on the mesh's model axis (tensor parallel)")
+    p.add_argument("--continuous", action="store_true",
+                   help="plan rows in flight under continuous batching, as tqjax batch and tqjax eval "
+                        "run them (no power-of-two bucket; room for the rows being inserted)")
     add_budget_flag(p)
     add_decode_flags(p)
     p.set_defaults(run=run)
@@ -91,20 +94,24 @@ def run(args) -> int:
     configs = {role: cfg for role, (cfg, _) in read.items()}
     dtype = args.dtype or {2: "bfloat16", 4: "float32"}[max(nbytes for _, nbytes in read.values())]
     mesh, memory = (args.data, args.model), budget(args)
-    best = largest_batch(configs, config, args.prompt_len, memory, mesh, dtype=dtype)
+    cont = args.continuous
+    best = largest_batch(configs, config, args.prompt_len, memory, mesh, dtype=dtype, continuous=cont)
     chunk = config.candidate_chunk
     if best == 0:
-        chunk = suggest_chunk(configs, config, 1, args.prompt_len, memory, mesh, dtype=dtype)
+        chunk = suggest_chunk(configs, config, 1, args.prompt_len, memory, mesh, dtype=dtype,
+                              continuous=cont)
         config = config.replace(candidate_chunk=chunk)
     shown = plan(configs, config, args.batch_size or max(best, 1), args.prompt_len, mesh,
-                 dtype=dtype, budget=memory)
+                 dtype=dtype, budget=memory, continuous=cont)
     print(f"tqjax plan: method {config.method}, k={config.k}, horizon={config.horizon}, "
-          f"rollouts={config.rollouts}, max_new_tokens={config.max_new_tokens}, weights {dtype}")
+          f"rollouts={config.rollouts}, max_new_tokens={config.max_new_tokens}, weights {dtype}"
+          + (", continuous batching (rows in flight)" if cont else ""))
     print(shown.table())
     if not shown.fits:
         print(f"batch {shown.batch} does NOT fit the budget of {format_bytes(memory)} per device")
     if best:
-        print(f"largest batch that fits {format_bytes(memory)} per device: {best}")
+        what = "most rows in flight" if cont else "largest batch"
+        print(f"{what} that fits {format_bytes(memory)} per device: {best}")
     else:
         print(f"no batch fits with all {config.k} candidates at once; batch 1 fits with "
               f"--candidate-chunk {chunk}")

@@ -270,15 +270,16 @@ def largest_batch(params_or_configs, config, prompt_len: int, budget_bytes: int,
 
 
 def suggest_chunk(params_or_configs, config, batch: int, prompt_len: int, budget_bytes: int,
-                  mesh=None, *, dtype=None) -> int:
-    """The largest ``candidate_chunk`` (0 = all k) whose plan fits at ``batch``; raises `PlanError`."""
+                  mesh=None, *, dtype=None, continuous: bool = False) -> int:
+    """The largest ``candidate_chunk`` (0 = all k) whose plan fits at ``batch``; raises `PlanError`.
+    ``continuous``: rows in flight under continuous batching (see `plan`)."""
     if config.method not in CANDIDATE_METHODS:
         chunks = [0]
     else:
         chunks = [0] + [c for c in range(config.k - 1, 0, -1)]
     for chunk in chunks:
         p = plan(params_or_configs, config.replace(candidate_chunk=chunk), batch, prompt_len, mesh,
-                 dtype=dtype, budget=budget_bytes)
+                 dtype=dtype, budget=budget_bytes, continuous=continuous)
         if p.fits:
             return chunk
     raise PlanError(_refusal(p, config))
@@ -297,7 +298,8 @@ def pick_batch_size(params_or_configs, config, prompt_len: int, budget_bytes: in
                           max_batch=max_batch, continuous=continuous)
     if batch:
         return batch, unchunked
-    chunk = suggest_chunk(params_or_configs, config, 1, prompt_len, budget, mesh, dtype=dtype)
+    chunk = suggest_chunk(params_or_configs, config, 1, prompt_len, budget, mesh, dtype=dtype,
+                          continuous=continuous)
     return 1, config.replace(candidate_chunk=chunk)
 
 
