@@ -11,8 +11,10 @@ The tokens of the two are compared first. Reported: tokens/s, the share of row-s
 rows, the ideal in-order gain (`ideal_gain`: static row-steps over the row-steps of refilling the
 ``B`` slots in prompt order at no cost, computed from the response lengths), the row-step gain
 (static row-steps over the continuous run's, what the gain would be if every step cost the same),
-the measured gain in wall time and its ratio to the ideal, and the refill overhead (host time between chunks: fetching results,
-prefilling and inserting the next prompts). Each timing follows a warm-up run of the same call.
+the measured gain in wall time and its ratio to the ideal, and the refill overhead (host time
+between chunks: fetching results, prefilling and inserting the next prompts). Both runs are warmed
+up, then timed in turn for ``--repeats`` rounds (static, continuous, static, continuous, ...); each
+keeps its fastest round, so a burst of load on a shared machine does not land on one side only.
 
     python benchmarks/throughput.py --variable              # 128 prompts, B = 16 and 64
     python benchmarks/variable_length.py --prompts 32 --rows 16 --methods sft
@@ -68,24 +70,30 @@ def static_run(params, prompts, config, rows):
     return out
 
 
-def timed(fn):
-    fn()                                     # warm-up: compiles every program the run uses
-    start = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - start
+def interleaved(fns, repeats: int):
+    """Run each of ``fns`` once to warm up (compiling every program it uses), then ``repeats``
+    rounds of all of them in turn; return each one's result and its fastest time. Interleaving puts
+    every round of the compared runs under the same load."""
+    results = [fn() for fn in fns]
+    best = [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return results, best
 
 
-def compare(params, prompts, config, rows, log=print) -> dict:
-    log(f"{config.method} B={rows}: static")
-    static, t_static = timed(lambda: static_run(params, prompts, config, rows))
-    log(f"{config.method} B={rows}: continuous")
+def compare(params, prompts, config, rows, log=print, repeats: int = 2) -> dict:
+    log(f"{config.method} B={rows}: static and continuous, interleaved, {repeats} rounds")
     stats = {}
 
     def run():
         stats["s"] = Stats()
         return tqjax.decode(params, prompts, config, batch_size=rows, stats=stats["s"]).tokens
 
-    cont, t_cont = timed(run)
+    (static, cont), (t_static, t_cont) = interleaved(
+        [lambda: static_run(params, prompts, config, rows), run], repeats)
     s = stats["s"]
     lengths = [len(t) for t in static]
     tokens = sum(lengths)
@@ -119,6 +127,7 @@ def main(argv=None):
     p.add_argument("--prompts", type=int, default=128)
     p.add_argument("--rows", type=int, nargs="+", default=[16, 64])
     p.add_argument("--methods", nargs="+", default=["tq", "sft"], choices=list(METHODS))
+    p.add_argument("--repeats", type=int, default=2, help="timed rounds of each, interleaved")
     a = p.parse_args(argv)
     from tqjax.world import sample_prompts
 
@@ -128,7 +137,8 @@ def main(argv=None):
     print(f"# variable-length responses: {a.prompts} held-out prompts of the shipped task, shipped "
           f"models, EOS on, 48 new tokens — {os.cpu_count()} cores, jax {jax.__version__}, "
           f"{jax.devices()[0].platform}; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    results = [compare(params, prompts, METHODS[m], rows, log) for m in a.methods for rows in a.rows]
+    results = [compare(params, prompts, METHODS[m], rows, log, a.repeats)
+               for m in a.methods for rows in a.rows]
     print(table(results))
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return results
