@@ -89,10 +89,13 @@ def test_format_1_checkpoint_loads_into_a_mesh(tmp_path):
                                atol=1e-5)
 
 
-def test_the_shipped_checkpoints_are_format_1_and_load():
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "tqjax", "checkpoints", "world", "sft")
+@pytest.mark.parametrize("name", ["sft", "reward", "reward-baseline", "baseline-direct", "baseline-indirect"])
+def test_the_shipped_checkpoints_are_format_2_and_load(name):
+    """The shipped models were rebuilt in one run on 2026-12-03 and saved stacked (format 2);
+    format 1 is covered by the tests above."""
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "tqjax", "checkpoints", "world", name)
     with open(os.path.join(path, "tqjax.json")) as f:
-        assert json.load(f)["format_version"] == 1
+        assert json.load(f)["format_version"] == 2
     model = tqjax.load(path)
     assert model.params["layers"]["q_DNH"].shape[0] == model.config.n_layers
 
