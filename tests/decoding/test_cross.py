@@ -229,3 +229,23 @@ def test_batch_size_runs_static_batches_with_each_prompts_key(models):
     for i, out in seen.items():
         assert out.tokens == [whole.tokens[i]]
         np.testing.assert_allclose(out.rewards, whole.rewards[i:i + 1], atol=1e-4)
+
+
+def test_candidate_chunk_reads_the_candidates_in_chunks_with_the_same_result(models):
+    """``candidate_chunk`` bounds the text path's peak memory too: the proposals and the reader
+    passes go over the candidates a chunk at a time (a ``lax.map``), with the same numbers."""
+    import jax
+    import jax.numpy as jnp
+
+    params, _ = models
+    cfg = CASES["tq"]
+    whole = decode(params, PROMPTS, cfg)
+    chunked = decode(params, PROMPTS, cfg.replace(candidate_chunk=2))
+    assert chunked.tokens == whole.tokens
+    np.testing.assert_allclose(np.concatenate(chunked.diagnostics["q"]),
+                               np.concatenate(whole.diagnostics["q"]), atol=1e-5)
+    np.testing.assert_allclose(chunked.rewards, whole.rewards, atol=1e-5)
+    xs = jnp.arange(12.0).reshape(6, 2)
+    jaxpr = lambda chunk: str(jax.make_jaxpr(lambda x: cross._over_candidates(jnp.sin, x, chunk))(xs))
+    assert "scan" in jaxpr(2) and "scan" not in jaxpr(0) and "scan" not in jaxpr(6)
+    np.testing.assert_array_equal(cross._over_candidates(jnp.sin, xs, 4), jnp.sin(xs))
