@@ -202,13 +202,30 @@ def test_rollout_longer_than_the_readers_context(models):
         decode(TQParams(params.sft, params.baseline, short), PROMPTS[1:2], CASES["tq-greedy"])
 
 
-def test_mesh_refused(models):
-    import jax
-    from jax.sharding import Mesh
+@pytest.mark.parametrize("case", ["tq", "args", "bon"])
+@pytest.mark.parametrize("shape", [(2, 4), (4, 2)])
+def test_a_mesh_gives_the_same_result(models, case, shape):
+    """Text readers on a device mesh: params placed by the rules (the readers' heads split over
+    "model"), the batch over "data"; the same tokens as one device, values within 1e-4."""
+    import tqjax
+
     params, _ = models
-    mesh = Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("data", "model"))
-    with pytest.raises(ValueError, match="a device mesh is not supported with readers"):
-        decode(params, PROMPTS[:1], CASES["tq"], mesh=mesh)
+    single = decode(params, PROMPTS, CASES[case])
+    out = decode(params, PROMPTS, CASES[case], mesh=tqjax.make_mesh(*shape))
+    assert "cross_seconds" in out.diagnostics
+    assert out.tokens == single.tokens
+    np.testing.assert_allclose(out.rewards, single.rewards, atol=1e-4)
+    np.testing.assert_allclose(out.kl, single.kl, atol=1e-4)
+
+
+def test_a_mesh_across_processes_is_refused(models, monkeypatch):
+    import tqjax
+    from tqjax.parallel import multihost
+
+    params, _ = models
+    monkeypatch.setattr(multihost, "spans_processes", lambda mesh: True)
+    with pytest.raises(ValueError, match="a device mesh across processes is not supported with readers"):
+        decode(params, PROMPTS[:1], CASES["tq"], mesh=tqjax.make_mesh(2, 4))
 
 
 def test_batch_size_runs_static_batches_with_each_prompts_key(models):

@@ -12,14 +12,22 @@ from tqjax.decoding.decode_plan import Knobs
 def decode_text(params, prompts, config, arrays, token_lists, plan, roles, mesh):
     """Decode with the readers ``roles`` reading text (docs/design.md, "Readers with their own
     tokenizer"). Prompts whose own text is already longer than a reader's context are refused
-    here, before any decoding, naming the prompt."""
-    from tqjax.api.decode import DecodeOutput, _text
+    here, before any decoding, naming the prompt. With ``mesh`` (one process), params are placed
+    by the sharding rules and the batch split over "data", as in the fused path; the host's
+    reader arrays join them where the programs run."""
+    from tqjax.api.decode import DecodeOutput, _place, _text
+    from tqjax.parallel.multihost import spans_processes
 
     if mesh is not None:
-        raise ValueError(f"a device mesh is not supported with readers that have their own "
-                         f"tokenizer ({', '.join(roles)}); decode without mesh=")
+        if spans_processes(mesh):
+            raise ValueError(f"a device mesh across processes is not supported with readers that "
+                             f"have their own tokenizer ({', '.join(roles)}): every process would "
+                             f"have to re-tokenise the whole batch; use a mesh of this process's "
+                             f"devices (tqjax batch without a global --mesh)")
     codecs = cross.make_codecs(params, roles, list(prompts), token_lists, plan)
     knobs = Knobs.from_config(config)
+    if mesh is not None:
+        params, arrays = _place(params, arrays, mesh)
     if plan.candidates:
         out = cross.generate(params, arrays, token_lists, codecs, knobs, plan,
                              diagnostics=plan.diagnostics)
