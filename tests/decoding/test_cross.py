@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.decoding.cross_helpers import SPLIT_WORD, TextFns, cross_params, reference
+from tests.decoding.cross_helpers import (OVERFLOW, OVERFLOW_CONTEXT, SPLIT_WORD, TextFns,
+                                          cross_params, reference)
 from tqjax.api.decode import TQParams, decode
 from tqjax.decoding import DecodeConfig, cross
 from tqjax.decoding.text_reader import ReaderContextError, TextCodec, layout, text_roles
@@ -257,11 +258,6 @@ def test_candidate_chunk_reads_the_candidates_in_chunks_with_the_same_result(mod
     jaxpr = lambda chunk: str(jax.make_jaxpr(lambda x: cross._over_candidates(jnp.sin, x, chunk))(xs))
     assert "scan" in jaxpr(2) and "scan" not in jaxpr(0) and "scan" not in jaxpr(6)
     np.testing.assert_array_equal(cross._over_candidates(jnp.sin, xs, 4), jnp.sin(xs))
-
-# A reader context that the prompts fit but "tell me about the sushi"'s rollouts outgrow (its
-# reader text reaches 31 ids at most; the other two 19 and 21): found by decoding each alone.
-OVERFLOW = ["how are you", "tell me about the sushi", "i am fine"]
-OVERFLOW_CONTEXT = 24
 
 
 def test_rollout_past_the_readers_context_is_one_prompts_error(models):
