@@ -19,6 +19,12 @@ CORPUS = ["the food was great and the service was quick", "how are you today",
           "tell me about the sushi bar in two sentences", "write a short review of the pizza place",
           "i am fine thank you and you", "the pizza was cold but the staff were kind"] * 4
 SPLIT_WORD = "pizza"        # one word the two tokenizers split differently (checked in a test)
+# With `cross_params` and test_cross's TQ config, prompts in this order (keys 0, 1, 2) and a reward
+# model context of OVERFLOW_CONTEXT: every prompt fits alone, and only the rollouts of prompt 1
+# outgrow the context (its reader text reaches 31 ids, the others' 19 and 21; found by decoding
+# each alone with a large context).
+OVERFLOW = ["how are you", "tell me about the sushi", "i am fine"]
+OVERFLOW_CONTEXT = 24
 
 
 def bpe(vocab_size: int, bos: bool, chat_template: str | None = None):

@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.decoding.cross_helpers import SPLIT_WORD, TextFns, cross_params, reference
+from tests.decoding.cross_helpers import (OVERFLOW, OVERFLOW_CONTEXT, SPLIT_WORD, TextFns,
+                                          cross_params, reference)
 from tqjax.api.decode import TQParams, decode
 from tqjax.decoding import DecodeConfig, cross
-from tqjax.decoding.text_reader import TextCodec, layout, text_roles
+from tqjax.decoding.text_reader import ReaderContextError, TextCodec, layout, text_roles
 
 PROMPTS = ["write a short review of the pizza place", "how are you", "tell me about the sushi"]
 STOP = 201          # a token the random SFT model emits: rows and rollouts end there sometimes
@@ -186,12 +187,20 @@ def test_sft_tokenizer_that_cannot_decode(models):
 
 
 def test_prompt_longer_than_the_readers_context(models):
+    """Refused before any work, also with ``batch_size`` and ``on_error`` (the prompt alone is
+    already too long: nothing to decode around it)."""
     params, _ = models
     short = params.reward.replace(config=params.reward.config.replace(max_positions=8))
     long = "tell me about the sushi bar in two sentences and the pizza place"
-    with pytest.raises(ValueError, match=r"prompt 1: the text TQParams.reward reads is \d+ of its "
-                                         r"tokens, longer than its context of 8 positions"):
-        decode(TQParams(params.sft, params.baseline, short), ["how", long], CASES["tq"])
+    calls = []
+    for kw in ({}, dict(batch_size=1, on_error=lambda i, e: calls.append(i))):
+        with pytest.raises(ReaderContextError, match=r"^prompt 1: the text TQParams.reward reads is "
+                                                     r"\d+ of its tokens, longer than its context "
+                                                     r"of 8 positions$") as info:
+            decode(TQParams(params.sft, params.baseline, short), ["how", long], CASES["tq"],
+                   on_done=lambda i, out: calls.append(i), **kw)
+        assert (info.value.prompt, info.value.role, info.value.context) == (1, "reward", 8)
+    assert calls == []
 
 
 def test_rollout_longer_than_the_readers_context(models):
@@ -266,3 +275,45 @@ def test_candidate_chunk_reads_the_candidates_in_chunks_with_the_same_result(mod
     jaxpr = lambda chunk: str(jax.make_jaxpr(lambda x: cross._over_candidates(jnp.sin, x, chunk))(xs))
     assert "scan" in jaxpr(2) and "scan" not in jaxpr(0) and "scan" not in jaxpr(6)
     np.testing.assert_array_equal(cross._over_candidates(jnp.sin, xs, 4), jnp.sin(xs))
+
+
+def test_rollout_past_the_readers_context_is_one_prompts_error(models):
+    """With ``on_error``, the prompt whose reader text outgrows the context mid-decode goes to it
+    (type, index, message), and the others are decoded as if it were not there: the same tokens
+    and rewards as each decoded alone. Without ``on_error`` the error stops the decode, naming the
+    prompt by its position in the caller's list (not in its static batch)."""
+    params, _ = models
+    reader = params.reward.replace(
+        config=params.reward.config.replace(max_positions=OVERFLOW_CONTEXT))
+    params = TQParams(params.sft, params.baseline, reader)
+    config = CASES["tq"]
+    errors, done = {}, {}
+    out = decode(params, OVERFLOW, config, batch_size=3, on_done=done.setdefault,
+                 on_error=errors.setdefault)
+    assert list(errors) == [1] and sorted(done) == [0, 2]
+    error = errors[1]
+    assert type(error) is ReaderContextError and isinstance(error, ValueError)
+    assert (error.prompt, error.role, error.context) == (1, "reward", OVERFLOW_CONTEXT)
+    assert error.length > OVERFLOW_CONTEXT
+    assert str(error) == (f"prompt 1: the text TQParams.reward reads is {error.length} of its "
+                          f"tokens, longer than its context of {OVERFLOW_CONTEXT} positions")
+    assert out.diagnostics["failed"] == [1] and len(out.tokens) == 2
+    for j, i in enumerate((0, 2)):
+        alone = decode(params, OVERFLOW[i:i + 1], config, indices=[i])
+        assert done[i].tokens == alone.tokens and out.tokens[j] == alone.tokens[0]
+        np.testing.assert_allclose(done[i].rewards, alone.rewards, atol=1e-5)
+        np.testing.assert_allclose(out.rewards[j], alone.rewards[0], atol=1e-5)
+        np.testing.assert_allclose(out.kl[j], alone.kl[0], atol=1e-5)
+
+    with pytest.raises(ReaderContextError, match=r"^prompt 2: the text TQParams.reward reads"):
+        decode(params, [OVERFLOW[i] for i in (0, 2, 1)], config, batch_size=2, indices=[0, 2, 1])
+    with pytest.raises(ReaderContextError, match=r"^prompt 1: the text TQParams.reward reads"):
+        decode(params, OVERFLOW, config)
+
+
+def test_on_error_needs_batch_size(models):
+    params, _ = models
+    with pytest.raises(ValueError, match="on_error needs batch_size"):
+        decode(params, PROMPTS, CASES["tq"], on_error=lambda i, e: None)
+    with pytest.raises(TypeError, match="on_error must be a function"):
+        decode(params, PROMPTS, CASES["tq"], batch_size=1, on_error=[])

@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import re
 import signal
 import time
 import types
@@ -13,6 +14,7 @@ import pytest
 from tests.jobs.conftest import PROMPTS, batch_args, finish, free_port, start_batch
 from tqjax.cli.main import main
 from tqjax.decoding import DecodeConfig
+from tqjax.decoding.text_reader import ReaderContextError
 from tqjax.io.prompts import PromptRecord
 from tqjax.jobs import batch
 
@@ -113,7 +115,7 @@ def _fake_continuous(fail_after=None):
     """A continuous decode: finishes prompts out of order (by a fixed shuffle), calling on_done."""
     calls = []
 
-    def decode_fn(values, indices, on_done):
+    def decode_fn(values, indices, on_done, on_error=None):
         calls.append(list(indices))
         order = sorted(range(len(values)), key=lambda b: (indices[b] * 7) % 5)
         for done, b in enumerate(order):
@@ -144,6 +146,36 @@ def test_continuous_run_writes_each_prompt_as_it_finishes_and_resumes(tmp_path):
     results = batch.read_results(out)
     assert [r["id"] for r in results] == [r.id for r in records]
     assert [r["tokens"] for r in results] == [[i % 61, 7] for i in range(11)]
+
+
+def test_a_prompt_that_fails_alone_gets_an_error_line_once(tmp_path):
+    """``on_error(b, error)``: that prompt's line is an error record, the others are results; a
+    rerun counts it as done (nothing redone, nothing repeated) and still reports it as failed."""
+    records = [PromptRecord(f"q{i}", prompt_ids=(3, 4)) for i in range(5)]
+    out = str(tmp_path / "out")
+    os.makedirs(out)
+
+    def decode_fn(values, indices, on_done, on_error):
+        for b, i in enumerate(indices):
+            if i == 3:
+                on_error(b, ReaderContextError(b, "reward", 30, 24))
+            else:
+                on_done(b, types.SimpleNamespace(tokens=[[i, 7]], texts=None, rewards=None,
+                                                 kl=np.zeros(1), logp_sft=np.zeros(1),
+                                                 log_ratio=np.zeros(1)))
+
+    summary = batch.run(records, decode_fn, out, batch_size=2, continuous=True)
+    assert (summary.done, summary.skipped, summary.failed, summary.tokens) == (5, 0, 1, 8)
+    assert "5 prompts done, 0 skipped (already in the output), 1 failed" in str(summary)
+    results = batch.read_results(out)
+    assert [r["id"] for r in results] == [r.id for r in records]
+    assert results[3] == dict(id="q3", index=3, error="prompt id 'q3': the text TQParams.reward "
+                              "reads is 30 of its tokens, longer than its context of 24 positions",
+                              error_type="ReaderContextError")
+    before = open(batch.part_path(out, 0), "rb").read()
+    again = batch.run(records, _fake_continuous(), out, batch_size=2, continuous=True)
+    assert (again.done, again.skipped, again.failed) == (0, 5, 1)
+    assert open(batch.part_path(out, 0), "rb").read() == before
 
 
 def test_results_of_another_input_are_refused(tmp_path):
@@ -241,3 +273,84 @@ def test_two_processes_equal_one(job_files, reference, tmp_path):
         assert f"process {p}/2: {PROMPTS // 2} prompts done, 0 skipped" in text
         assert {r["index"] % 2 for r in batch.read_part(batch.part_path(str(out), p))[0]} == {p}
     _assert_same(batch.read_results(str(out)), reference)
+
+
+# ---- a reward model with its own tokenizer ------------------------------------------------------
+
+TQ_FLAGS = ("--k", "3", "--horizon", "3", "--rollouts", "2", "--max-new-tokens", "4", "--seed", "3",
+            "--rollout-temperature", "1.0", "--stop-token-ids", "201")      # test_cross's TQ
+
+
+@pytest.fixture(scope="module")
+def cross_job(tmp_path_factory):
+    """`cross_params` models on disk, the reward model's context cut to OVERFLOW_CONTEXT, and a
+    prompt file of OVERFLOW (only "b"'s rollouts outgrow the reward model's context)."""
+    import tqjax
+    from tests.decoding.cross_helpers import OVERFLOW, OVERFLOW_CONTEXT, cross_params
+
+    root = tmp_path_factory.mktemp("cross_job")
+    params, _ = cross_params()
+    reward = params.reward.replace(config=params.reward.config.replace(max_positions=OVERFLOW_CONTEXT))
+    for role, model in (("sft", params.sft), ("baseline", params.baseline), ("reward", reward)):
+        tqjax.save(model, str(root / role))
+    with open(root / "prompts.jsonl", "w") as f:
+        for rid, text in zip("abc", OVERFLOW):
+            f.write(json.dumps({"id": rid, "prompt": text}) + "\n")
+    return root
+
+
+def _cross_args(files, output, prompts="prompts.jsonl"):
+    return ["batch", "--sft", str(files / "sft"), "--baseline", str(files / "baseline"),
+            "--reward", str(files / "reward"), "--input", str(files / prompts),
+            "--output", str(output), "--batch-size", "3", *TQ_FLAGS]
+
+
+def test_prompt_past_the_readers_context_is_an_error_line(cross_job, tmp_path, capsys):
+    """A prompt whose reward text outgrows the reward model's context mid-decode: its line is an
+    error record naming it, the other prompts of its batch are decoded as without it, the exit
+    status is 3 with a warning; a rerun decodes and writes nothing, and exits 3 again."""
+    import tqjax
+    from tqjax.cli.batch import PARTIAL
+
+    out = tmp_path / "out"
+    assert main(_cross_args(cross_job, out)) == PARTIAL == 3
+    captured = capsys.readouterr()
+    assert "3 prompts done, 0 skipped (already in the output), 1 failed" in captured.out
+    assert "tqjax batch: warning: 1 of 3 prompts failed" in captured.err
+    results = batch.read_results(str(out))
+    assert [r["id"] for r in results] == ["a", "b", "c"]
+    error = results[1]
+    assert error["error_type"] == "ReaderContextError" and "tokens" not in error
+    assert re.fullmatch(r"prompt id 'b': the text TQParams.reward reads is \d+ of its tokens, "
+                        r"longer than its context of 24 positions", error["error"]), error
+
+    params = tqjax.TQParams(*(tqjax.load(str(cross_job / r)) for r in ("sft", "baseline", "reward")))
+    config = DecodeConfig(method="tq", k=3, horizon=3, rollouts=2, max_new_tokens=4, seed=3,
+                          rollout_temperature=1.0, stop_token_ids=(201,))
+    failed = []
+    want = tqjax.decode(params, [json.loads(x)["prompt"] for x in open(cross_job / "prompts.jsonl")],
+                        config, batch_size=3, on_error=lambda i, e: failed.append(i))
+    assert failed == [1]
+    for r, j in ((results[0], 0), (results[2], 1)):
+        assert r["tokens"] == want.tokens[j] and r["text"] == want.texts[j]
+        np.testing.assert_allclose([r["reward"], r["kl"]], [want.rewards[j], want.kl[j]], atol=1e-5)
+
+    part = batch.part_path(str(out), 0)
+    before = open(part, "rb").read()
+    assert main(_cross_args(cross_job, out)) == PARTIAL
+    captured = capsys.readouterr()
+    assert "0 prompts done, 3 skipped (already in the output), 1 failed" in captured.out
+    assert open(part, "rb").read() == before
+
+
+def test_prompt_already_past_the_readers_context_fails_before_writing(cross_job, tmp_path, capsys):
+    """A prompt whose own text is longer than the reward model's context: refused before any
+    decoding or writing, naming it by its id."""
+    (cross_job / "long.jsonl").write_text(
+        json.dumps({"id": "a", "prompt": "how are you"}) + "\n" +
+        json.dumps({"id": "z", "prompt": "write a short review of the pizza place"}) + "\n")
+    out = tmp_path / "out"
+    _fails(capsys, _cross_args(cross_job, out, "long.jsonl"),
+           "long.jsonl: prompt id 'z': the text TQParams.reward reads is 30 of its tokens, "
+           "longer than its context of 24 positions")
+    assert not out.exists()

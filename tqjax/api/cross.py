@@ -7,6 +7,7 @@ import numpy as np
 
 from tqjax.decoding import cross
 from tqjax.decoding.decode_plan import Knobs
+from tqjax.decoding.text_reader import ReaderContextError
 
 
 def decode_text(params, prompts, config, arrays, token_lists, plan, roles, mesh):
@@ -45,23 +46,53 @@ def decode_text(params, prompts, config, arrays, token_lists, plan, roles, mesh)
                         log_ratio=out["log_ratio_B"], diagnostics=diagnostics)
 
 
-def decode_text_batches(params, prompts, config, batch_size, indices, mesh, on_done):
+def decode_text_batches(params, prompts, config, batch_size, indices, mesh, on_done, on_error):
     """``batch_size`` with a reader that has its own tokenizer: the text round trip has no slot
     refill yet, so the prompts run as static batches of ``batch_size`` (0: all at once), each
-    prompt keeping its own key (its index), and ``on_done`` is called batch by batch."""
+    prompt keeping its own key (its index), and ``on_done`` is called batch by batch.
+
+    A prompt whose reader text outgrows the reader's context during decoding raises a
+    `ReaderContextError` naming its position in ``prompts``; with ``on_error`` it goes to
+    ``on_error(i, error)`` instead, and the rest of its batch is decoded again without it (the
+    same keys, so the same results as without it). The output then holds the decoded prompts
+    only, in order, and ``diagnostics["failed"]`` the positions that went to ``on_error``."""
     from tqjax.api.decode import decode
 
     prompts = list(prompts)
     indices = list(range(len(prompts))) if indices is None else [int(i) for i in indices]
     size = batch_size or len(prompts)
-    outs = []
+    outs, failed = [], []
     for s in range(0, len(prompts), size):
-        out = decode(params, prompts[s:s + size], config, indices=indices[s:s + size], mesh=mesh)
-        if on_done is not None:
-            for j in range(len(out.tokens)):
-                on_done(s + j, _select(out, [j]))
-        outs.append(out)
-    return _concatenate(outs)
+        rows = list(range(s, min(s + size, len(prompts))))
+        while rows:
+            try:
+                out = decode(params, [prompts[i] for i in rows], config,
+                             indices=[indices[i] for i in rows], mesh=mesh)
+            except ReaderContextError as e:
+                error = e.at(rows.pop(e.prompt))
+                if on_error is None:
+                    raise error from None
+                failed.append(error.prompt)
+                on_error(error.prompt, error)
+                continue
+            if on_done is not None:
+                for j, i in enumerate(rows):
+                    on_done(i, _select(out, [j]))
+            outs.append(out)
+            break
+    out = _concatenate(outs) if outs else _empty()
+    if on_error is not None:
+        out.diagnostics["failed"] = failed
+    return out
+
+
+def _empty() -> DecodeOutput:
+    """The output of no prompts (every prompt went to ``on_error``)."""
+    from tqjax.api.decode import DecodeOutput
+
+    none = np.zeros(0, np.float32)
+    return DecodeOutput(tokens=[], texts=[], rewards=none, logp_sft=none, kl=none, log_ratio=none,
+                        diagnostics={})
 
 
 _PER_PROMPT = ("nonfinite", "fallbacks", "rank", "q", "sample_rewards", "kept")

@@ -217,7 +217,8 @@ def _place(params: TQParams, arrays: dict, mesh) -> tuple[TQParams, dict]:
 
 
 def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), batch_size=None, *,
-           indices=None, mesh=None, chunk=None, on_done=None, stats=None) -> DecodeOutput:
+           indices=None, mesh=None, chunk=None, on_done=None, on_error=None,
+           stats=None) -> DecodeOutput:
     """Decode every prompt with ``config.method`` (docs/design.md, "Algorithm").
 
     prompts: strings (tokenised with ``params.sft.tokenizer``) or token-id sequences.
@@ -233,12 +234,21 @@ def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), bat
     depend on the mesh. With ``batch_size``: chunk, the most steps between two visits of the host
     (default ``max_new_tokens``; a chunk also ends when a row finishes while prompts wait);
     on_done(i, output) is called with prompt ``i``'s `DecodeOutput` of one prompt as soon as it
-    is done; stats: a `tqjax.decoding.continuous.Stats` to fill.
+    is done; stats: a `tqjax.decoding.continuous.Stats` to fill. With a reader that has its own
+    tokenizer, a prompt whose text outgrows the reader's context during decoding raises a
+    `tqjax.ReaderContextError` naming it; with ``batch_size``, on_error(i, error) takes it instead
+    and the other prompts are decoded as if it were not there (`tqjax.api.cross`,
+    ``diagnostics["failed"]``).
     """
     data = 1 if mesh is None else dict(zip(mesh.axis_names, mesh.devices.shape)).get("data", 1)
+    if on_error is not None and not callable(on_error):
+        raise TypeError(f"on_error must be a function (i, error), got {type(on_error).__name__}")
+    if on_error is not None and batch_size is None:
+        raise ValueError("on_error needs batch_size: without it the prompts are one batch, and a "
+                         "prompt that fails stops the decode")
     if batch_size is not None:
         return _decode_continuous(params, prompts, config, batch_size, indices, mesh, data,
-                                  chunk, on_done, stats)
+                                  chunk, on_done, on_error, stats)
     arrays, token_lists, plan = _prepare(params, prompts, config, indices, batch_multiple=data)
     text = _text_roles(params, plan)
     if text:        # a reader with its own tokenizer: the text round trip (tqjax.api.cross)
@@ -281,14 +291,15 @@ def check_batch_size(batch_size, chunk=None) -> None:
 
 
 def _decode_continuous(params, prompts, config, batch_size, indices, mesh, data, chunk, on_done,
-                       stats) -> DecodeOutput:
+                       on_error, stats) -> DecodeOutput:
     from tqjax.decoding import continuous
 
     check_batch_size(batch_size, chunk)
     arrays, token_lists, plan = _prepare(params, prompts, config, indices, batch_multiple=data)
     if _text_roles(params, plan):
         from tqjax.api.cross import decode_text_batches
-        return decode_text_batches(params, prompts, config, batch_size, indices, mesh, on_done)
+        return decode_text_batches(params, prompts, config, batch_size, indices, mesh, on_done,
+                                   on_error)
     T = arrays["tokens_BT"].shape[1]
     batch_size = _planned_batch_size(params, config, batch_size, token_lists, mesh, plan)
     rows = -(-min(batch_size, len(token_lists)) // data) * data

@@ -1,28 +1,40 @@
 """``tqjax batch``: decode a prompt file into OUTDIR on one or many processes; rerun to resume.
 
 Every process runs the same command; each writes ``OUTDIR/part-{process:05d}.jsonl``. Inputs,
-flags, models and OUTDIR are checked before anything is written (`tqjax.jobs.batch`).
+flags, models and OUTDIR are checked before anything is written (`tqjax.jobs.batch`). A prompt that
+fails on its own during decoding (a reader's text outgrowing its context) gets an error line, the
+others go on, and the process exits with `PARTIAL` (a warning on stderr counts them).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import sys
 
 from tqjax.cli.options import (add_decode_flags, add_mesh_flag, add_model_flags, check_roles, decode_config, job_mesh,
                                 model_paths)
 from tqjax.cli.plan import add_budget_flag, auto_batch
 
+PARTIAL = 3     # exit status: every prompt has its line, but some lines are error records
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("batch", help="resumable batch decoding of a prompt file (multi-process)")
+    p = sub.add_parser("batch", help="resumable batch decoding of a prompt file (multi-process)",
+                       epilog=f"exit status: 0 when every prompt of this process's share has a "
+                              f"result; {PARTIAL} when all have a line but some are error records "
+                              f"({{\"id\", \"index\", \"error\", \"error_type\"}}: a prompt "
+                              f"that failed on its own, e.g. its reward text outgrew the reward "
+                              f"model's context; a rerun keeps them); 2 for an error that stops "
+                              f"the job")
     add_model_flags(p)
     p.add_argument("--input", required=True,
                    help="JSONL file of {\"id\", \"prompt\"}, {\"id\", \"prompt_ids\"} or "
                         "{\"id\", \"messages\"} lines")
     p.add_argument("--output", required=True,
                    help="output folder: part-*.jsonl (id, index, tokens, text, reward, kl, logp_sft, "
-                        "log_ratio per line) and job.json; rerun the same command to resume")
+                        "log_ratio per line; id, index, error, error_type for a prompt that "
+                        "failed) and job.json; rerun the same command to resume")
     p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=0,
                    help="rows in flight: continuous batching, a finished prompt's row takes the "
                         "next prompt (default 0: the largest that fits --memory-budget)")
@@ -40,11 +52,14 @@ def add_parser(sub) -> None:
 def _validate_prompts(path, params, records, indices, config):
     """Tokenise and check this process's prompts against the models before any decoding."""
     from tqjax.api.decode import prepare
+    from tqjax.decoding.text_reader import ReaderContextError
 
     for lo in range(0, len(indices), 1024):
         part = indices[lo:lo + 1024]
         try:
             prepare(params, [records[i].value for i in part], config, indices=part)
+        except ReaderContextError as e:
+            raise ValueError(f"{path}: prompt id {records[part[e.prompt]].id!r}: {e.detail}") from None
         except (ValueError, TypeError) as e:
             word, number, rest = (str(e).split(" ", 2) + ["", ""])[:3]   # "prompt 3 has ..."
             if word == "prompt" and number.isdigit() and int(number) < len(part):
@@ -79,9 +94,12 @@ def run(args) -> int:
 
     from tqjax.api.decode import TQParams, decode
 
-    mesh = job_mesh(args)
-    lockstep = spans_processes(mesh)       # one global mesh: every process decodes every batch
+    mesh = job_mesh(args) if args.mesh else None
     params = TQParams(**_load(paths, args.dtype, mesh))
+    if mesh is None:
+        mesh, params = _default_mesh(args, params, config)
+    # one global mesh: every process decodes every batch
+    lockstep = mesh is not None and spans_processes(mesh)
     mine = list(range(len(records)) if lockstep else batch.share(len(records), num_processes, process_id))
     _validate_prompts(args.input, params, records, mine, config)
     batch.write_job(args.output, spec, process_id)
@@ -95,10 +113,15 @@ def run(args) -> int:
     summary = batch.run(records, decode_fn, args.output, batch_size=batch_size,
                         num_processes=num_processes, process_id=process_id, progress=progress,
                         lockstep=lockstep, agree=agree, continuous=True)
-    print(f"tqjax batch: {summary}; wrote {batch.part_path(args.output, process_id)}", flush=True)
+    part = batch.part_path(args.output, process_id)
+    print(f"tqjax batch: {summary}; wrote {part}", flush=True)
+    if summary.failed:
+        print(f"tqjax batch: warning: {summary.failed} of {summary.total} prompts failed; their "
+              f"lines in {part} are error records (\"error\" says why); exit status {PARTIAL}",
+              file=sys.stderr, flush=True)
     distributed.barrier("tqjax batch done")
     distributed.shutdown()
-    return 0
+    return PARTIAL if summary.failed else 0
 
 
 def _load(paths, dtype, mesh):
@@ -108,10 +131,25 @@ def _load(paths, dtype, mesh):
     return {role: tqjax.load(path, dtype=dtype, mesh=mesh) for role, path in paths.items()}
 
 
-def _decode(decode, params, config, mesh, batch_size, values, indices, on_done):
-    """Continuous batching: ``batch_size`` rows in flight, ``on_done`` as each prompt finishes."""
+def _decode(decode, params, config, mesh, batch_size, values, indices, on_done, on_error):
+    """Continuous batching: ``batch_size`` rows in flight, ``on_done`` as each prompt finishes,
+    ``on_error`` for a prompt that fails on its own."""
     return decode(params, values, config, batch_size=batch_size, indices=indices, mesh=mesh,
-                  on_done=on_done)
+                  on_done=on_done, on_error=on_error)
+
+
+def _default_mesh(args, params, config):
+    """Without ``--mesh``: every local device on "data", the models placed there (text readers
+    included: a mesh of one process's devices works with them)."""
+    import dataclasses
+
+    from tqjax.parallel import shard_model
+
+    models = {f.name: getattr(params, f.name) for f in dataclasses.fields(params)
+              if getattr(params, f.name) is not None}
+    mesh = job_mesh(args)
+    return mesh, dataclasses.replace(params, **{r: shard_model(m, mesh) for r, m in models.items()
+                                                if hasattr(m, "config")})
 
 
 def _bar(tqdm, desc, total, initial):

@@ -93,6 +93,28 @@ def text_roles(models: dict) -> tuple[str, ...]:
     return tuple(roles)
 
 
+class ReaderContextError(ValueError):
+    """Prompt ``prompt``'s text, as reader ``role`` reads it, is ``length`` of its tokens: longer
+    than its context of ``context`` positions. ``prompt`` is the prompt's position in the list the
+    caller passed; ``detail`` is the message without the prompt's name."""
+
+    def __init__(self, prompt: int, role: str, length: int, context: int):
+        self.prompt, self.role, self.length, self.context = int(prompt), role, int(length), int(context)
+        super().__init__(f"prompt {self.prompt}: {self.detail}")
+
+    @property
+    def detail(self) -> str:
+        return (f"the text TQParams.{self.role} reads is {self.length} of its tokens, longer than "
+                f"its context of {self.context} positions")
+
+    def at(self, prompt: int) -> "ReaderContextError":
+        """The same error, naming the prompt ``prompt`` (its position in an outer list)."""
+        return ReaderContextError(prompt, self.role, self.length, self.context)
+
+    def __reduce__(self):
+        return ReaderContextError, (self.prompt, self.role, self.length, self.context)
+
+
 class TextCodec:
     """The reader's ids of (prompt ``i``, response) pairs, by the contract above, in one batched
     call of each tokenizer."""
@@ -136,12 +158,11 @@ class TextCodec:
         return out
 
     def check(self, rows, encodings) -> None:
-        """ValueError naming the first prompt whose reader text exceeds the reader's context."""
+        """`ReaderContextError` naming the first prompt whose reader text exceeds the reader's
+        context; ValueError for a text the reader's tokenizer made no tokens of."""
         for i, ids in zip(rows, encodings):
             if len(ids) > self.max_length:
-                raise ValueError(f"prompt {i}: the text TQParams.{self.role} reads is {len(ids)} "
-                                 f"of its tokens, longer than its context of {self.max_length} "
-                                 f"positions")
+                raise ReaderContextError(i, self.role, len(ids), self.max_length)
             if not ids:
                 raise ValueError(f"prompt {i}: TQParams.{self.role}'s tokenizer made no tokens "
                                  f"of the text")
@@ -205,8 +226,8 @@ def layout(encodings, groups: int):
 
 
 def check_reader_context(params, prompts, prompt_ids, plan) -> None:
-    """Before any decoding: ValueError naming the first prompt whose text (with an empty response)
-    is already longer than a text reader's context."""
+    """Before any decoding: `ReaderContextError` naming the first prompt whose text (with an empty
+    response) is already longer than a text reader's context."""
     models = {r: getattr(params, r) for r in ("sft",) + READERS if getattr(params, r) is not None}
     sft_tok = getattr(params.sft, "tokenizer", None)
     P = len(prompt_ids)

@@ -100,6 +100,15 @@ def result_line(record_id, out, i: int, **extra) -> dict:
                 log_ratio=float(out.log_ratio[i]))
 
 
+def error_line(record_id, error: Exception, **extra) -> dict:
+    """The output line of a prompt that failed on its own (`tqjax batch`): ``id``, then ``extra``,
+    ``error`` (the message, naming the prompt by its id) and ``error_type`` (the exception's class
+    name), and no result fields."""
+    detail = getattr(error, "detail", None) or str(error)
+    return dict(id=record_id, **extra, error=f"prompt id {record_id!r}: {detail}",
+                error_type=type(error).__name__)
+
+
 def make_folder(path: str) -> None:
     """Create the folder of the output file ``path`` if it is missing."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

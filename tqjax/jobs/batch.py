@@ -4,7 +4,9 @@ Process ``p`` of ``N`` owns the prompts whose line index ``i`` has ``i % N == p`
 results to ``OUTDIR/part-{p:05d}.jsonl``. A batch counts as done once its lines are written,
 flushed and fsynced; a rerun skips every id already in a complete line of any part file, cuts a
 torn last line off its own part, and redoes those prompts. Each prompt's random key is its line
-index, so the results do not depend on ``N``, the batch size or where a run stopped.
+index, so the results do not depend on ``N``, the batch size or where a run stopped. A prompt that
+fails on its own (the continuous ``on_error``) gets an error line (`tqjax.io.prompts.error_line`)
+instead of a result: it counts as done, so a rerun neither redoes nor repeats it.
 ``OUTDIR/job.json`` records what the job is, so a rerun cannot mix two jobs in one folder.
 """
 
@@ -19,7 +21,7 @@ import re
 import time
 from typing import Callable, Sequence
 
-from tqjax.io.prompts import result_line
+from tqjax.io.prompts import error_line, result_line
 
 JOB_FILE = "job.json"
 # DecodeConfig fields that change memory and speed, never a result: a resume may change them
@@ -152,8 +154,10 @@ def repair(path: str) -> int:
     return size - good
 
 
-def done_ids(outdir: str, owner: Callable[[int], bool] = lambda part: True) -> set:
+def done_ids(outdir: str, owner: Callable[[int], bool] = lambda part: True,
+             failed: set | None = None) -> set:
     """Ids with a complete record in any part file; parts ``owner(part)`` are repaired first.
+    ``failed``: a set that the ids of error records are added to.
 
     Other parts may be growing (another process is writing them): only their complete lines count.
     """
@@ -171,6 +175,8 @@ def done_ids(outdir: str, owner: Callable[[int], bool] = lambda part: True) -> s
                 raise ValueError(f"id {obj['id']!r} is in {seen[key]} and in {path}; "
                                  f"were two jobs writing into {outdir!r} at once?")
             seen[key] = path
+            if failed is not None and "error" in obj:
+                failed.add(key)
     return set(seen)
 
 
@@ -182,7 +188,8 @@ def _key(rid):
 
 @dataclasses.dataclass
 class Summary:
-    """What one process did: prompts decoded now, prompts skipped as already done, tokens, time."""
+    """What one process did: prompts decoded now, prompts skipped as already done, tokens, time;
+    ``failed``: prompts of its share whose line is an error record (written now or before)."""
 
     process_id: int
     num_processes: int
@@ -191,27 +198,32 @@ class Summary:
     skipped: int = 0
     tokens: int = 0
     seconds: float = 0.0
+    failed: int = 0
 
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
     def __str__(self) -> str:
+        failed = f", {self.failed} failed (an error line each)" if self.failed else ""
         return (f"process {self.process_id}/{self.num_processes}: {self.done} prompts done, "
-                f"{self.skipped} skipped (already in the output), {self.total} in its share; "
-                f"{self.tokens} tokens in {self.seconds:.1f} s ({self.tokens_per_s:.1f} tokens/s)")
+                f"{self.skipped} skipped (already in the output){failed}, {self.total} in its "
+                f"share; {self.tokens} tokens in {self.seconds:.1f} s "
+                f"({self.tokens_per_s:.1f} tokens/s)")
 
 
 def pending(records: Sequence, outdir: str, num_processes: int = 1, process_id: int = 0,
             everyone: bool = False):
-    """``(todo, skipped)``: this process's ``(index, record)`` pairs without a result yet (with
-    ``everyone``, those of every process: all of them decode every batch on one global mesh).
+    """``(todo, skipped, failed)``: this process's ``(index, record)`` pairs without a result yet
+    (with ``everyone``, those of every process: all of them decode every batch on one global
+    mesh), how many of its pairs have one, and the indices of those whose line is an error record.
 
     Repairs this process's part (and, on process 0, parts of processes that no longer exist),
     and checks every stored id is one of ``records``.
     """
     owner = lambda part: part == process_id or (process_id == 0 and part >= num_processes)
-    done = done_ids(outdir, owner)
+    failed = set()
+    done = done_ids(outdir, owner, failed)
     unknown = done - {_key(r.id) for r in records}
     if unknown:
         name, rid = sorted(unknown, key=str)[0]
@@ -220,7 +232,7 @@ def pending(records: Sequence, outdir: str, num_processes: int = 1, process_id: 
     mine = [(i, records[i]) for i in (range(len(records)) if everyone
                                        else share(len(records), num_processes, process_id))]
     todo = [(i, r) for i, r in mine if _key(r.id) not in done]
-    return todo, len(mine) - len(todo)
+    return todo, len(mine) - len(todo), [i for i, r in mine if _key(r.id) in failed]
 
 
 def run(records: Sequence, decode_fn: Callable, outdir: str, *, batch_size: int,
@@ -240,14 +252,15 @@ def run(records: Sequence, decode_fn: Callable, outdir: str, *, batch_size: int,
     every process passed the same text (`tqjax.jobs.distributed.check_same`): the processes must
     agree on what is left before the first collective.
 
-    continuous: one call ``decode_fn(values, indices, on_done)`` decodes everything left with
-    continuous batching (``batch_size`` rows in flight) and calls ``on_done(b, output)`` as prompt
-    ``b`` finishes, with a `DecodeOutput` of that prompt alone; its line is written and fsynced
-    then, so a kill loses only the prompts in flight.
+    continuous: one call ``decode_fn(values, indices, on_done, on_error)`` decodes everything
+    left with continuous batching (``batch_size`` rows in flight) and calls ``on_done(b, output)``
+    as prompt ``b`` finishes, with a `DecodeOutput` of that prompt alone, or ``on_error(b, error)``
+    when prompt ``b`` failed on its own (the others go on); its line (a result, or an error line)
+    is written and fsynced then, so a kill loses only the prompts in flight.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    todo, skipped = pending(records, outdir, num_processes, process_id, everyone=lockstep)
+    todo, skipped, failed = pending(records, outdir, num_processes, process_id, everyone=lockstep)
     if lockstep:
         if agree is not None:
             agree(",".join(str(i) for i, _ in todo))
@@ -256,7 +269,7 @@ def run(records: Sequence, decode_fn: Callable, outdir: str, *, batch_size: int,
     else:
         owned = lambda i: True
     summary = Summary(process_id, num_processes, total=sum(owned(i) for i, _ in todo) + skipped,
-                      skipped=skipped)
+                      skipped=skipped, failed=sum(map(owned, failed)))
     bar = progress(summary.total, skipped) if progress else None
     start = time.perf_counter()
     try:
@@ -266,7 +279,8 @@ def run(records: Sequence, decode_fn: Callable, outdir: str, *, batch_size: int,
                 f.flush()
                 os.fsync(f.fileno())
                 summary.done += len(lines)
-                summary.tokens += sum(len(line["tokens"]) for line in lines)
+                summary.failed += sum("error" in line for line in lines)
+                summary.tokens += sum(len(line.get("tokens", ())) for line in lines)
                 if bar is not None:
                     bar.update(len(lines))
 
@@ -275,7 +289,11 @@ def run(records: Sequence, decode_fn: Callable, outdir: str, *, batch_size: int,
                     i, r = todo[b]
                     write([result_line(r.id, out, 0, index=i)] if owned(i) else [])
 
-                decode_fn([r.value for _, r in todo], [i for i, _ in todo], on_done)
+                def on_error(b, error):
+                    i, r = todo[b]
+                    write([error_line(r.id, error, index=i)] if owned(i) else [])
+
+                decode_fn([r.value for _, r in todo], [i for i, _ in todo], on_done, on_error)
             for lo in range(0, len(todo) if not continuous else 0, batch_size):
                 batch = todo[lo:lo + batch_size]
                 out = decode_fn([r.value for _, r in batch], [i for i, _ in batch])
