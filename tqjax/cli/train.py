@@ -56,6 +56,7 @@ def run(args) -> int:
                               overwrite=args.overwrite, only=only)
     if not args.keep_state:
         recipe_lib.remove_state(work_dir)
-    print(f"saved {', '.join(only or recipe_lib.MODELS)} under {args.out} in {report['seconds']['total']:.0f} s; "
+    seconds = sum(report["seconds"][m] for m in only) if only else report["seconds"]["total"]
+    print(f"saved {', '.join(only or recipe_lib.MODELS)} under {args.out} in {seconds:.0f} s; "
           f"report: {os.path.join(args.out, 'train_report.json')}")
     return 0
