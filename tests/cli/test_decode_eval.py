@@ -222,11 +222,11 @@ def test_eval_with_a_reward_model_of_its_own_tokenizer(world_dir, bpe_reward, tm
 
     out = tmp_path / "eval"
     assert main(["eval", "--checkpoints", str(world_dir), "--reward", str(bpe_reward), "--n-prompts", "2",
-                 "--val-prompts", "0", "--methods", "sft,tq", "--coherence-model", "sft", "--batch-size", "1",
+                 "--val-prompts", "0", "--methods", "tq", "--coherence-model", "sft", "--batch-size", "2",
                  "--out", str(out), *FAST]) == 0
     report = json.load(open(out / "eval.json"))
     assert report["reward_model"] == os.path.abspath(bpe_reward)
-    assert set(report["methods"]) == {"sft", "tq"} and set(report["rm_agreement"]) == {"sft", "tq"}
+    assert set(report["methods"]) == {"tq"} and set(report["rm_agreement"]) == {"tq"}
     # the agreement column reads the reward model as decode does: its own ids of the text
     sft, rm = tqjax.load(world_dir / "sft"), tqjax.load(bpe_reward)
     prompts, responses = ["restaurant review : the curry house ."], [sft.tokenizer.encode("the food was good .",

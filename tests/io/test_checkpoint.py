@@ -89,12 +89,14 @@ def test_format_1_checkpoint_loads_into_a_mesh(tmp_path):
                                atol=1e-5)
 
 
-def test_the_shipped_checkpoints_are_format_1_and_load():
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "tqjax", "checkpoints", "world", "sft")
+@pytest.mark.parametrize("name", ["sft", "reward-bpe"])
+def test_the_shipped_checkpoints_load(name):
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "tqjax", "checkpoints", "world", name)
     with open(os.path.join(path, "tqjax.json")) as f:
-        assert json.load(f)["format_version"] == 1
+        assert json.load(f)["format_version"] in (1, 2)
     model = tqjax.load(path)
     assert model.params["layers"]["q_DNH"].shape[0] == model.config.n_layers
+    assert model.tokenizer is not None and len(model.tokenizer) == model.config.vocab_size
 
 
 def test_an_unknown_format_is_refused(tmp_path):
