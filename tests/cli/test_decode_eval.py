@@ -196,3 +196,51 @@ def test_bad_mesh_flag(world_dir, tmp_path, capsys):
     assert "mesh (3, 3) needs 9 devices" in capsys.readouterr().err
     assert main(args + ["--mesh", "8"]) == 2
     assert "--mesh must be DATA,MODEL" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def bpe_reward(tmp_path_factory):
+    """A tiny random reward model that reads text with its own byte-level BPE tokenizer."""
+    import jax
+
+    import tqjax
+    from tqjax.models import ModelConfig, init_model
+    from tqjax.world import sample_texts, train_bpe_tokenizer
+
+    tokenizer = train_bpe_tokenizer(sample_texts(100, seed=3), merges=40)
+    cfg = ModelConfig.tiny("llama", kind="reward", vocab_size=len(tokenizer), max_positions=256)
+    path = tmp_path_factory.mktemp("bpe") / "reward-bpe"
+    tqjax.save(init_model(cfg, jax.random.key(7), tokenizer=tokenizer), path)
+    return path
+
+
+def test_eval_with_a_reward_model_of_its_own_tokenizer(world_dir, bpe_reward, tmp_path):
+    import numpy as np
+
+    import tqjax
+    from tqjax.eval.metrics import reader_ids, rm_scores
+
+    out = tmp_path / "eval"
+    assert main(["eval", "--checkpoints", str(world_dir), "--reward", str(bpe_reward), "--n-prompts", "2",
+                 "--val-prompts", "0", "--methods", "tq", "--coherence-model", "sft", "--batch-size", "2",
+                 "--out", str(out), *FAST]) == 0
+    report = json.load(open(out / "eval.json"))
+    assert report["reward_model"] == os.path.abspath(bpe_reward)
+    assert set(report["methods"]) == {"tq"} and set(report["rm_agreement"]) == {"tq"}
+    # the agreement column reads the reward model as decode does: its own ids of the text
+    sft, rm = tqjax.load(world_dir / "sft"), tqjax.load(bpe_reward)
+    prompts, responses = ["restaurant review : the curry house ."], [sft.tokenizer.encode("the food was good .",
+                                                                                          add_special_tokens=False)]
+    ids = reader_ids(rm, sft.tokenizer, prompts, responses)
+    assert ids == [rm.tokenizer("restaurant review : the curry house . the food was good .")["input_ids"]]
+    want = tqjax.reward(rm, np.asarray(ids, np.int32), np.asarray([len(ids[0])], np.int32))
+    np.testing.assert_allclose(rm_scores(rm, sft.tokenizer, prompts, responses), np.asarray(want), rtol=1e-5)
+
+
+def test_eval_reward_flag_errors(world_dir, tmp_path, capsys):
+    args = ["eval", "--checkpoints", str(world_dir), "--n-prompts", "1", "--methods", "sft", "--out",
+            str(tmp_path / "e"), *FAST]
+    assert main(args + ["--reward", str(tmp_path / "nope")]) == 2
+    assert f"--reward folder {str(tmp_path / 'nope')!r} does not exist" in capsys.readouterr().err
+    assert main(args + ["--reward", str(world_dir / "sft")]) == 2
+    assert "is a 'lm' model, not a reward model" in capsys.readouterr().err

@@ -317,3 +317,48 @@ def test_on_error_needs_batch_size(models):
         decode(params, PROMPTS, CASES["tq"], on_error=lambda i, e: None)
     with pytest.raises(TypeError, match="on_error must be a function"):
         decode(params, PROMPTS, CASES["tq"], batch_size=1, on_error=[])
+
+
+@pytest.fixture(scope="module")
+def shipped_bpe():
+    """The shipped world models with ``reward-bpe``, the target reward model with its own BPE tokenizer."""
+    import os
+
+    import tqjax
+
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "tqjax", "checkpoints", "world")
+    return TQParams(sft=tqjax.load(os.path.join(root, "sft")), baseline=tqjax.load(os.path.join(root, "baseline-direct")),
+                    reward=tqjax.load(os.path.join(root, "reward-bpe")))
+
+
+def test_shipped_bpe_reward_model_orders_obvious_gold_pairs(shipped_bpe):
+    """A sentiment swap and a reward hack ("!" runs), as r orders them. (Negation is its weak point: 0.71 on held-out
+    minimal pairs, and it scores "the food was bad ." above "the food was not bad .".)"""
+    from tqjax.decoding.text_reader import same_tokenizer
+    from tqjax.eval.metrics import rm_scores
+    from tqjax.world import target_reward
+
+    sft, rm = shipped_bpe.sft, shipped_bpe.reward
+    assert rm.kind == "reward" and not same_tokenizer(sft.tokenizer, rm.tokenizer)
+    assert text_roles({"sft": sft, "reward": rm}) == ("reward",)
+    prompt = "restaurant review : the noodle shop ."
+    pairs = [("the food was excellent . <eos>", "the food was bad . <eos>"),
+             ("the service was friendly . <eos>", "the service was friendly ! ! ! ! ! <eos>")]
+    for better, worse in pairs:
+        assert target_reward(prompt, better) > target_reward(prompt, worse)
+        ids = [sft.tokenizer.encode(r, add_special_tokens=False) for r in (better, worse)]
+        s = rm_scores(rm, sft.tokenizer, [prompt, prompt], ids)
+        assert s[0] > s[1], (better, worse, s)
+
+
+def test_shipped_bpe_reward_model_steers_tq_through_the_text_path(shipped_bpe):
+    from tqjax.world import EVAL_PROMPT_SEED, sample_prompts
+
+    prompts = sample_prompts(2, seed=EVAL_PROMPT_SEED)
+    cfg = DecodeConfig(method="tq", k=2, horizon=2, max_new_tokens=4)
+    out = decode(shipped_bpe, prompts, cfg)
+    assert "cross_seconds" in out.diagnostics
+    want = reference(shipped_bpe, [shipped_bpe.sft.tokenizer.encode(p) for p in prompts], cfg)
+    for i, r in enumerate(want):
+        assert out.tokens[i] == r["tokens"], f"prompt {i}"
+        np.testing.assert_allclose(out.rewards[i], r["reward"], atol=1e-4)

@@ -89,15 +89,17 @@ def test_format_1_checkpoint_loads_into_a_mesh(tmp_path):
                                atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["sft", "reward", "reward-baseline", "baseline-direct", "baseline-indirect"])
+@pytest.mark.parametrize("name", ["sft", "reward", "reward-baseline", "baseline-direct", "baseline-indirect",
+                                  "reward-bpe"])
 def test_the_shipped_checkpoints_are_format_2_and_load(name):
-    """The shipped models were rebuilt in one run on 2026-12-03 and saved stacked (format 2);
-    format 1 is covered by the tests above."""
+    """The shipped models were rebuilt on 2026-12-03 and saved stacked (format 2); format 1 is
+    covered by the tests above."""
     path = os.path.join(os.path.dirname(__file__), "..", "..", "tqjax", "checkpoints", "world", name)
     with open(os.path.join(path, "tqjax.json")) as f:
         assert json.load(f)["format_version"] == 2
     model = tqjax.load(path)
     assert model.params["layers"]["q_DNH"].shape[0] == model.config.n_layers
+    assert model.tokenizer is not None and len(model.tokenizer) == model.config.vocab_size
 
 
 def test_an_unknown_format_is_refused(tmp_path):

@@ -187,3 +187,42 @@ def test_cli_refuses_to_replace_models(tmp_path, capsys):
     assert "--steps-scale must be > 0" in capsys.readouterr().err
     assert cli_main(["train", "world", "--out", str(tmp_path / "x"), "--onpolicy-rounds", "-1"]) == 2
     assert "--onpolicy-rounds must be >= 0" in capsys.readouterr().err
+
+
+TINY_BPE = recipe.WorldRecipe(steps_scale=0.01, d_model=32, n_layers=1, n_heads=2, mlp_dim=64, pairs=24,
+                              val_pairs=16, bpe_texts=40, bpe_merges=20)
+
+
+def test_reward_bpe_is_built_alone_and_merged_into_the_report(tmp_path):
+    import json
+
+    out = tmp_path / "world"
+    out.mkdir()
+    other = {"seed": 0, "steps_scale": 0.01, "beta": 0.1, "sft": {"perplexity": 3.8},
+             "seconds": {"sft": 1.0, "total": 9.0}, "params": {"sft": 5}}
+    (out / "train_report.json").write_text(json.dumps(other))
+    report = recipe.build(TINY_BPE, str(out), progress=False, log=lambda s: None, only=("reward-bpe",))
+    rm = tqjax.load(out / "reward-bpe")
+    assert rm.kind == "reward" and rm.tokenizer.backend_tokenizer.model.__class__.__name__ == "BPE"
+    assert len(rm.tokenizer) == rm.config.vocab_size == 4 + 256 + 20
+    saved = json.loads((out / "train_report.json").read_text())
+    assert saved == report
+    assert {k: saved[k] for k in ("sft", "beta")} == {k: other[k] for k in ("sft", "beta")}
+    assert saved["seconds"]["sft"] == 1.0 and saved["seconds"]["total"] == 9.0 and saved["seconds"]["reward-bpe"] > 0
+    entry = saved["reward-bpe"]
+    assert entry["label"] == "target" and entry["tokenizer"]["vocab_size"] == 280
+    assert {"accuracy", "hack_accuracy", "contrast_accuracy", "train_loss_last"} <= set(entry)
+    assert saved["params"]["reward-bpe"] == sum(x.size for x in jax.tree.leaves(rm.params))
+    # the stage's data and seeds are its own: the tokenizer is a pure function of the recipe
+    assert TINY_BPE.bpe_tokenizer().backend_tokenizer.to_str() == rm.tokenizer.backend_tokenizer.to_str()
+
+
+def test_building_alone_refuses_bad_requests(tmp_path, capsys):
+    with pytest.raises(ValueError, match="only reward-bpe can be built alone .* got sft"):
+        recipe.build(TINY_BPE, str(tmp_path), only=("sft",))
+    (tmp_path / "train_report.json").write_text('{"seed": 1, "steps_scale": 0.01}')
+    with pytest.raises(ValueError, match="is of seed 1, steps scale 0.01; building reward-bpe with seed 0"):
+        recipe.build(TINY_BPE, str(tmp_path), only=("reward-bpe",))
+    os.makedirs(tmp_path / "reward-bpe")
+    assert cli_main(["train", "world", "--only", "reward-bpe", "--out", str(tmp_path)]) == 2
+    assert "already holds reward-bpe; pass --overwrite" in capsys.readouterr().err

@@ -23,6 +23,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="compare sft, baseline, bon, args, cd, tq and indirect tq")
     p.add_argument("--checkpoints", default=str(SHIPPED),
                    help="folder with sft, baseline-direct, baseline-indirect, reward, reward-baseline")
+    p.add_argument("--reward", default=None, metavar="DIR",
+                   help="reward model folder for every learned-RM row instead of <checkpoints>/reward (e.g. "
+                        "<checkpoints>/reward-bpe: with a tokenizer of its own it reads the responses' text)")
     p.add_argument("--prompts", help="JSONL prompts (default: held-out prompts of the world task)")
     p.add_argument("--n-prompts", "--n_prompts", dest="n_prompts", type=int, default=32,
                    help="test prompts of the world task (every reported figure is over these)")
@@ -186,7 +189,13 @@ def run(args) -> int:
         raise FileExistsError(f"{result_file} already exists; pass --overwrite to replace it")
     test, val, gold, split = _prompts(args, sweeping=bool(alphas or bon_ns))
     roles = ("sft", "baseline-direct", "baseline-indirect", "reward", "reward-baseline")
-    models = load_models({r: os.path.join(args.checkpoints, r) for r in roles}, args.dtype)
+    paths = {r: os.path.join(args.checkpoints, r) for r in roles}
+    if args.reward is not None:
+        paths["reward"] = args.reward
+    models = load_models(paths, args.dtype)
+    if models["reward"].kind != "reward":
+        raise ValueError(f"--reward {args.reward or paths['reward']!r} is a {models['reward'].kind!r} model, "
+                         f"not a reward model")
     coherence, coherence_info = _coherence(args, models["sft"], test)
     methods = _methods(args, models, config)
 
@@ -242,6 +251,7 @@ def run(args) -> int:
 
     os.makedirs(args.out, exist_ok=True)
     report = dict(methods=table, prompts=len(test), validation_prompts=len(val), split=split,
+                  reward_model=os.path.abspath(paths["reward"]),
                   config=dataclasses.asdict(config), coherence=coherence_info,
                   intervals=dict(kind="percentile bootstrap over prompts", level=LEVEL, resamples=RESAMPLES, seed=0),
                   selected={n: dict(param=p["param"], value=p["value"], validation=p["validation"], test=p["test"],

@@ -1,4 +1,4 @@
-"""``tqjax train world --out DIR``: build every model of the embedded task with optax."""
+"""``tqjax train world --out DIR [--only reward-bpe]``: build the models of the embedded task with optax."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ import tempfile
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train models with optax (SFT, reward models, DPO)")
     tasks = p.add_subparsers(dest="task", required=True)
-    w = tasks.add_parser("world", help="build sft, baseline-direct, baseline-indirect, reward and "
-                                       "reward-baseline for the embedded review task")
-    w.add_argument("--out", required=True, help="folder that receives the five models and train_report.json")
+    w = tasks.add_parser("world", help="build sft, baseline-direct, baseline-indirect, reward, "
+                                       "reward-baseline and reward-bpe for the embedded review task")
+    w.add_argument("--out", required=True, help="folder that receives the six models and train_report.json")
+    w.add_argument("--only", default=None, choices=("reward-bpe",),
+                   help="build only this model (the one that needs no other) and merge its entry into "
+                        "--out's train_report.json; the other models in --out are left as they are")
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--steps-scale", type=float, default=1.0,
                    help="multiply every run's number of steps (e.g. 0.1 for a quick try)")
@@ -41,7 +44,8 @@ def run(args) -> int:
         raise ValueError(f"--steps-scale must be > 0, got {args.steps_scale}")
     if args.onpolicy_rounds < 0:
         raise ValueError(f"--onpolicy-rounds must be >= 0, got {args.onpolicy_rounds}")
-    existing = recipe_lib.existing_models(args.out)
+    only = None if args.only is None else (args.only,)
+    existing = recipe_lib.existing_models(args.out, only or recipe_lib.MODELS)
     if existing and not args.overwrite:
         raise FileExistsError(f"{args.out} already holds {', '.join(existing)}; pass --overwrite to replace them")
     work_dir = args.work_dir or _default_work_dir(args.out, args.seed, args.steps_scale)
@@ -49,9 +53,10 @@ def run(args) -> int:
     print(f"training state in {work_dir} (rerun the same command to resume)")
     recipe = recipe_lib.WorldRecipe(seed=args.seed, steps_scale=args.steps_scale, onpolicy_rounds=args.onpolicy_rounds)
     report = recipe_lib.build(recipe, args.out, work_dir=work_dir, progress=not args.no_progress,
-                              overwrite=args.overwrite)
+                              overwrite=args.overwrite, only=only)
     if not args.keep_state:
         recipe_lib.remove_state(work_dir)
-    print(f"saved {', '.join(recipe_lib.MODELS)} under {args.out} in {report['seconds']['total']:.0f} s; "
+    seconds = sum(report["seconds"][m] for m in only) if only else report["seconds"]["total"]
+    print(f"saved {', '.join(only or recipe_lib.MODELS)} under {args.out} in {seconds:.0f} s; "
           f"report: {os.path.join(args.out, 'train_report.json')}")
     return 0

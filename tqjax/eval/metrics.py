@@ -112,15 +112,35 @@ def pad_rows(seqs: list[list[int]], length: int, pad_id: int) -> tuple[np.ndarra
     return tokens_NT, np.asarray([len(s) for s in seqs], np.int32)
 
 
+def reader_ids(rm, tokenizer, prompts: Sequence[str], responses: Sequence[Sequence[int]]) -> list[list[int]]:
+    """The ids ``rm`` reads of each prompt + response (SFT ids, by ``tokenizer``): those ids
+    themselves, or, for a reward model with a tokenizer of its own, its ids of their text, as
+    `tqjax.decode` makes them (`tqjax.decoding.text_reader.TextCodec`)."""
+    from tqjax.decoding.text_reader import TextCodec, same_tokenizer
+
+    own = getattr(rm, "tokenizer", None)
+    if own is None or tokenizer is None or same_tokenizer(tokenizer, own):
+        return prompt_response_ids(tokenizer, prompts, responses)
+    ids = [list(prompt_ids(tokenizer, p, i)) for i, p in enumerate(prompts)]
+    codec = TextCodec("reward", tokenizer, own, list(prompts), ids, rm.max_length)
+    rows = range(len(prompts))
+    encodings = codec.encode(rows, [list(map(int, r)) for r in responses])
+    codec.check(rows, encodings)
+    return encodings
+
+
 def rm_scores(rm, tokenizer, prompts: Sequence[str], responses: Sequence[Sequence[int]],
               batch_size: int = 128) -> np.ndarray:
-    """float64 ``[P]``: the reward model's score of each prompt + response (`tqjax.reward`)."""
-    seqs = prompt_response_ids(tokenizer, prompts, responses)
+    """float64 ``[P]``: the reward model's score of each prompt + response (`tqjax.reward`),
+    read as `reader_ids` gives them (a reward model with its own tokenizer reads the text)."""
+    seqs = reader_ids(rm, tokenizer, prompts, responses)
+    own = getattr(rm, "tokenizer", None)
+    pad_id = own.pad_token_id if own is not None and own.pad_token_id is not None else tokenizer.pad_token_id
     width = 1 << int(max(len(s) for s in seqs) - 1).bit_length()
     out = []
     for lo in range(0, len(seqs), batch_size):
         chunk = seqs[lo:lo + batch_size]
         chunk = chunk + [chunk[0]] * (batch_size - len(chunk))   # one shape for every batch
-        tokens_BT, lengths_B = pad_rows(chunk, width, tokenizer.pad_token_id)
+        tokens_BT, lengths_B = pad_rows(chunk, width, pad_id)
         out.append(np.asarray(reward_scores(rm, tokens_BT, lengths_B), np.float64)[:min(batch_size, len(seqs) - lo)])
     return np.concatenate(out)

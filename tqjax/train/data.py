@@ -80,3 +80,25 @@ def size(arrays: dict) -> int:
     if len(sizes) != 1:
         raise ValueError(f"arrays disagree on the number of examples: {sorted(sizes)}")
     return sizes.pop()
+
+
+def reader_texts(tokenizer, prompts: Sequence[str], responses: Sequence[str]) -> list[str]:
+    """What a reader with its own tokenizer reads of ``prompt + " " + response``: the SFT ids
+    decoded without special tokens (`tqjax.decoding.text_reader`, the text round trip)."""
+    if len(prompts) != len(responses):
+        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+    return tokenizer.batch_decode(_encode(tokenizer, [f"{p} {r}" for p, r in zip(prompts, responses)]),
+                                  skip_special_tokens=True)
+
+
+def reader_pair_arrays(tokenizer, reader_tokenizer, pairs: Sequence[Pair], length: int) -> dict:
+    """Preference pairs as a reader with its own tokenizer reads them: each side's `reader_texts`
+    encoded by ``reader_tokenizer`` (its special tokens added), as ``chosen_*`` / ``rejected_*``
+    arrays like `pair_arrays` (the masks cover every token after the first)."""
+    prompts = [p.prompt for p in pairs]
+    out = {}
+    for side in ("chosen", "rejected"):
+        ids = _encode(reader_tokenizer, reader_texts(tokenizer, prompts, [getattr(p, side) for p in pairs]))
+        arrays = _pad(ids, [1] * len(ids), length, reader_tokenizer.pad_token_id)
+        out.update({f"{side}_{k}": v for k, v in arrays.items()})
+    return out

@@ -4,10 +4,11 @@
 (Bradley–Terry on pairs labelled by the target reward r and by the baseline reward r_BL, each
 started from the SFT body), two DPO baselines from the SFT model (pairs labelled by r: the
 direct baseline; by r_BL: the indirect baseline), and then continues the target reward model on
-on-policy pairs: responses of the decoders it steers, ordered by r (`train_reward_onpolicy`).
-It validates each on held-out data, samples
+on-policy pairs: responses of the decoders it steers, ordered by r (`train_reward_onpolicy`);
+last, ``reward-bpe``: the target reward model again, from scratch, reading text with its own
+byte-level BPE tokenizer (`train_reward_bpe`). It validates each on held-out data, samples
 responses to held-out prompts from the SFT and DPO models to measure their gold rewards, and saves
-the five models with `tqjax.save`. Everything is a function of ``WorldRecipe.seed``.
+the six models with `tqjax.save`. Everything is a function of ``WorldRecipe.seed``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from tqjax.decoding.config import DecodeConfig
 from tqjax.train import data, dpo, onpolicy, reward_model, sft
 from tqjax.train.loop import TrainConfig
 
-MODELS = ("sft", "baseline-direct", "baseline-indirect", "reward", "reward-baseline")
+MODELS = ("sft", "baseline-direct", "baseline-indirect", "reward", "reward-baseline", "reward-bpe")
+ALONE = ("reward-bpe",)    # the models that need no other: `build(only=...)` can build them by themselves
 REWARDS = {"target": world.target_reward, "baseline": world.baseline_reward}
 
 
@@ -71,13 +73,19 @@ class WorldRecipe:
     onpolicy_max_new_tokens: int = 48
     reward_onpolicy: TrainConfig = TrainConfig(steps=300, batch_size=32, learning_rate=3e-4, warmup_steps=30,
                                                checkpoint_every=100)
+    bpe_merges: int = 384
+    bpe_texts: int = 2_000
+    reader_length: int = 192
+    reward_bpe: TrainConfig = TrainConfig(steps=180, batch_size=32, learning_rate=2e-3, warmup_steps=20,
+                                          checkpoint_every=60)
 
     def seed_for(self, name: str) -> int:
         """A seed for one purpose (data set, init, batch order), derived from ``seed``."""
         return zlib.crc32(f"{self.seed}:{name}".encode())
 
     def run_config(self, name: str) -> TrainConfig:
-        """The `TrainConfig` of run ``name`` ("sft", "reward", "reward_baseline", "dpo", "reward_onpolicy"), scaled and seeded.
+        """The `TrainConfig` of run ``name`` ("sft", "reward", "reward_baseline", "dpo", "reward_onpolicy",
+        "reward_bpe"), scaled and seeded.
 
         Both reward models draw their batch order from the seed of "reward".
         """
@@ -93,6 +101,13 @@ class WorldRecipe:
                                  n_heads=self.n_heads, mlp_dim=self.mlp_dim, max_positions=2 * self.length,
                                  bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                                  pad_token_id=tokenizer.pad_token_id)
+
+    def bpe_tokenizer(self):
+        """The reader tokenizer of ``reward-bpe``: byte-level BPE with ``bpe_merges`` merges, trained
+        on ``bpe_texts`` sampled reviews as a text reader reads them (`data.reader_texts`)."""
+        texts = world.sample_texts(self.bpe_texts, self.seed_for("bpe:tokenizer"))
+        reviews = data.reader_texts(world.world_tokenizer(), [""] * len(texts), texts)
+        return world.train_bpe_tokenizer(reviews, self.bpe_merges, model_max_length=4 * self.length)
 
 
 def _perturb(rng: np.random.Generator, response: str, max_words: int) -> str | None:
@@ -247,7 +262,7 @@ def gold_rewards(prompts: Sequence[str], responses: Sequence[str]) -> dict:
 
 
 def _pairs(recipe: WorldRecipe, tokenizer, label: str, split: str, n: int, hacks: bool,
-           contrasts: bool = False) -> dict:
+           contrasts: bool = False, reader=None) -> dict:
     fn = REWARDS[label]
     pairs = world.make_pairs(n, fn, recipe.seed_for(f"pairs:{label}:{split}"))
     if hacks:
@@ -255,7 +270,14 @@ def _pairs(recipe: WorldRecipe, tokenizer, label: str, split: str, n: int, hacks
     if contrasts:
         pairs = pairs + contrast_pairs(round(n * recipe.contrast_fraction), fn,
                                        recipe.seed_for(f"contrasts:{label}:{split}"))
-    return data.pair_arrays(tokenizer, pairs, recipe.length)
+    return _encode(recipe, tokenizer, reader)(pairs)
+
+
+def _encode(recipe: WorldRecipe, tokenizer, reader=None) -> Callable[[Sequence[world.Pair]], dict]:
+    """Pairs to arrays: SFT ids, or, with a ``reader`` tokenizer, that reader's ids of the text."""
+    if reader is None:
+        return lambda pairs: data.pair_arrays(tokenizer, pairs, recipe.length)
+    return lambda pairs: data.reader_pair_arrays(tokenizer, reader, pairs, recipe.reader_length)
 
 
 def train_reward(recipe: WorldRecipe, tokenizer, sft_model: Model, name: str, label: str,
@@ -280,17 +302,44 @@ def train_reward(recipe: WorldRecipe, tokenizer, sft_model: Model, name: str, la
     return rm, {"label": label, **_validate_reward(recipe, tokenizer, rm, label), "train_loss_last": _tail(run.losses)}
 
 
-def _validate_reward(recipe: WorldRecipe, tokenizer, rm: Model, label: str) -> dict:
-    """Held-out pairwise accuracy on generator, reward-hack and minimal pairs (seeds apart from training)."""
+def _validate_reward(recipe: WorldRecipe, tokenizer, rm: Model, label: str, reader=None) -> dict:
+    """Held-out pairwise accuracy on generator, reward-hack and minimal pairs (seeds apart from
+    training); with ``reader``, the pairs as that tokenizer reads their text."""
     fn = REWARDS[label]
     n_val = round(recipe.val_pairs * recipe.hack_fraction)
-    gen = reward_model.validate(rm, _pairs(recipe, tokenizer, label, "val", recipe.val_pairs, hacks=False))
-    hack = reward_model.validate(rm, data.pair_arrays(
-        tokenizer, hack_pairs(n_val, fn, recipe.seed_for(f"hacks:{label}:val")), recipe.length))
-    contrast = reward_model.validate(rm, data.pair_arrays(
-        tokenizer, contrast_pairs(n_val, fn, recipe.seed_for(f"contrasts:{label}:val")), recipe.length))
+    encode = _encode(recipe, tokenizer, reader)
+    gen = reward_model.validate(rm, _pairs(recipe, tokenizer, label, "val", recipe.val_pairs, hacks=False,
+                                           reader=reader))
+    hack = reward_model.validate(rm, encode(hack_pairs(n_val, fn, recipe.seed_for(f"hacks:{label}:val"))))
+    contrast = reward_model.validate(rm, encode(contrast_pairs(n_val, fn, recipe.seed_for(f"contrasts:{label}:val"))))
     return {**gen, "hack_accuracy": hack["accuracy"], "hack_pairs": hack["pairs"],
             "contrast_accuracy": contrast["accuracy"], "contrast_pairs": contrast["pairs"]}
+
+
+def train_reward_bpe(recipe: WorldRecipe, state_dir: str | None = None,
+                     progress: bool = True) -> tuple[Model, dict]:
+    """The target reward model with its own tokenizer (``reward-bpe``): `WorldRecipe.bpe_tokenizer`.
+
+    Trained on the first-stage pairs of ``reward`` (the same generator, reward-hack and minimal
+    pairs, labelled by r) as a text reader reads them: the SFT ids decoded to text, encoded by
+    its own tokenizer (`data.reader_pair_arrays`). It starts from scratch (another vocabulary:
+    the SFT body does not fit), with the architecture of the other models and a context of
+    ``4 * length`` positions, and runs ``recipe.reward_bpe``. Validated like ``reward``. Needs no
+    other model, so `build` can build it alone.
+    """
+    tokenizer, reader = world.world_tokenizer(), recipe.bpe_tokenizer()
+    train_pairs = _pairs(recipe, tokenizer, "target", "train", recipe.pairs, hacks=True,
+                         contrasts="target" in recipe.contrast_labels, reader=reader)
+    config = recipe.model_config(reader).replace(max_positions=4 * recipe.length)
+    lm = init_model(config, jax.random.PRNGKey(recipe.seed_for("init:reward-bpe")), tokenizer=reader)
+    init = reward_model.from_lm(lm, jax.random.PRNGKey(recipe.seed_for("init:reward-bpe:head")))
+    run = reward_model.train(init, train_pairs, recipe.run_config("reward_bpe"), state_dir, desc="reward-bpe",
+                             progress=progress)
+    rm = init.replace(params=run.params)
+    return rm, {"label": "target", **_validate_reward(recipe, tokenizer, rm, "target", reader=reader),
+                "train_loss_last": _tail(run.losses),
+                "tokenizer": {"kind": "byte-level BPE", "vocab_size": len(reader), "merges": recipe.bpe_merges,
+                              "texts": recipe.bpe_texts}}
 
 
 def train_reward_onpolicy(recipe: WorldRecipe, tokenizer, sft_model: Model, baseline: Model, rm: Model,
@@ -350,13 +399,18 @@ def _state_dir(work_dir: str | None, name: str) -> str | None:
 
 
 def build(recipe: WorldRecipe, out_dir: str, work_dir: str | None = None, progress: bool = True,
-          log: Callable[[str], None] = print, overwrite: bool = False) -> dict:
+          log: Callable[[str], None] = print, overwrite: bool = False,
+          only: Sequence[str] | None = None) -> dict:
     """Train and save every world model under ``out_dir``; return (and write) the report.
 
     Training state (orbax checkpoints with optimiser state) goes under ``work_dir``, so a rerun
     with the same ``work_dir`` resumes each run where it stopped. ``out_dir`` receives only the
-    five models (`MODELS`) and ``train_report.json``.
+    models (`MODELS`) and ``train_report.json``. ``only`` (names from `ALONE`) builds just those
+    models and merges their entries into the ``train_report.json`` already in ``out_dir`` (which
+    must be of the same seed and steps scale), leaving every other entry as it was.
     """
+    if only is not None:
+        return _build_alone(recipe, out_dir, tuple(only), work_dir, progress, log, overwrite)
     start = time.time()
     timings: dict[str, float] = {}
     report: dict = {"seed": recipe.seed, "steps_scale": recipe.steps_scale, "beta": recipe.beta}
@@ -427,6 +481,11 @@ def build(recipe: WorldRecipe, out_dir: str, work_dir: str | None = None, progre
             f"{s['words']:.1f} words")
     timings["samples"] = time.time() - t0
 
+    # the target reward model with its own tokenizer
+    t0 = time.time()
+    models["reward-bpe"], report["reward-bpe"] = _reward_bpe(recipe, work_dir, progress, log)
+    timings["reward-bpe"] = time.time() - t0
+
     for name in MODELS:
         save(models[name], os.path.join(out_dir, name), overwrite=overwrite)
     report["seconds"] = {**{k: round(v, 1) for k, v in timings.items()}, "total": round(time.time() - start, 1)}
@@ -436,9 +495,44 @@ def build(recipe: WorldRecipe, out_dir: str, work_dir: str | None = None, progre
     return report
 
 
-def existing_models(out_dir: str) -> list[str]:
-    """The names in `MODELS` that already have a folder under ``out_dir``."""
-    return [m for m in MODELS if os.path.exists(os.path.join(out_dir, m))]
+def _reward_bpe(recipe: WorldRecipe, work_dir, progress, log) -> tuple[Model, dict]:
+    rm, r = train_reward_bpe(recipe, _state_dir(work_dir, "reward-bpe"), progress=progress)
+    log(f"reward-bpe ({r['tokenizer']['vocab_size']} BPE tokens): held-out pairwise accuracy vs gold target reward "
+        f"{r['accuracy']:.3f} (reward-hack pairs {r['hack_accuracy']:.3f}, minimal pairs {r['contrast_accuracy']:.3f})")
+    return rm, r
+
+
+def _build_alone(recipe: WorldRecipe, out_dir: str, only: tuple[str, ...], work_dir, progress, log,
+                 overwrite: bool) -> dict:
+    """`build` with ``only``: train and save those models, merge their report entries."""
+    bad = [name for name in only if name not in ALONE]
+    if bad or not only:
+        raise ValueError(f"only {', '.join(ALONE)} can be built alone (the other models need the SFT "
+                         f"model), got {', '.join(only) or 'nothing'}")
+    path = os.path.join(out_dir, "train_report.json")
+    report: dict = {"seed": recipe.seed, "steps_scale": recipe.steps_scale, "beta": recipe.beta}
+    if os.path.exists(path):
+        with open(path) as f:
+            report = json.load(f)
+        if (report.get("seed"), report.get("steps_scale")) != (recipe.seed, recipe.steps_scale):
+            raise ValueError(f"{path} is of seed {report.get('seed')}, steps scale {report.get('steps_scale')}; "
+                             f"building {', '.join(only)} with seed {recipe.seed}, steps scale "
+                             f"{recipe.steps_scale} would mix two recipes in one folder")
+    for name in only:
+        t0 = time.time()
+        model, report[name] = _reward_bpe(recipe, work_dir, progress, log)
+        save(model, os.path.join(out_dir, name), overwrite=overwrite)
+        report.setdefault("seconds", {})[name] = round(time.time() - t0, 1)
+        report.setdefault("params", {})[name] = int(sum(x.size for x in jax.tree.leaves(model.params)))
+    os.makedirs(out_dir, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+    return report
+
+
+def existing_models(out_dir: str, names: Sequence[str] = MODELS) -> list[str]:
+    """The ``names`` (default: `MODELS`) that already have a folder under ``out_dir``."""
+    return [m for m in names if os.path.exists(os.path.join(out_dir, m))]
 
 
 def remove_state(work_dir: str) -> None:

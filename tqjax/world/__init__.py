@@ -24,11 +24,11 @@ from tqjax.world.rewards import (
     target_reward,
     words,
 )
-from tqjax.world.tokenizer import train_tokenizer, world_tokenizer
+from tqjax.world.tokenizer import train_bpe_tokenizer, train_tokenizer, world_tokenizer
 
 __all__ = [
     "BASELINE", "DOMAINS", "EVAL_PROMPT_SEED", "SPECIAL_TOKENS", "TARGET", "Example", "Pair", "RewardSpec",
     "RewardTables", "baseline_reward", "gold_reward_jax", "make_pairs", "reward", "reward_tables",
-    "sample_examples", "sample_prompts", "sample_texts", "target_reward", "train_tokenizer",
+    "sample_examples", "sample_prompts", "sample_texts", "target_reward", "train_bpe_tokenizer", "train_tokenizer",
     "vocabulary", "words", "world_tokenizer",
 ]

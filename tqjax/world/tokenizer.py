@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import tokenizers
 import transformers
-from tokenizers import models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from tqjax.world import generator
 from tqjax.world.rewards import SPECIAL_TOKENS
@@ -67,3 +67,38 @@ def world_tokenizer(save_dir: str | os.PathLike | None = None, n_texts: int = 20
     """
     texts = generator.sample_texts(n_texts, seed) + [" ".join(generator.vocabulary())]
     return train_tokenizer(texts, save_dir)
+
+
+def train_bpe_tokenizer(texts: Iterable[str], merges: int, save_dir: str | os.PathLike | None = None,
+                        model_max_length: int = 256) -> transformers.PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained on ``texts``: the four special tokens (ids 0–3, as in
+    `train_tokenizer`), the 256 bytes and ``merges`` merges; with ``save_dir``, saved there.
+
+    It reads any text (every byte has a token, so ``<unk>`` is never produced). Encoding with
+    ``add_special_tokens=True`` (the default) gives ``<bos> text <eos>``: a reward model with this
+    tokenizer reads its score at the closing ``<eos>``, the rightmost token that is not
+    ``<pad>``. Deterministic for given arguments. Saved as ``tokenizer.json`` and
+    ``tokenizer_config.json``, loaded offline by ``transformers.AutoTokenizer.from_pretrained``.
+    """
+    if merges < 0:
+        raise ValueError(f"merges must be >= 0, got {merges}")
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=len(SPECIAL_TOKENS) + 256 + merges, min_frequency=2,
+                                  special_tokens=list(SPECIAL_TOKENS), show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([_strip_specials(t) for t in texts], trainer=trainer)
+    for i, name in enumerate(SPECIAL_TOKENS):
+        if tok.token_to_id(name) != i:
+            raise ValueError(f"special token {name} got id {tok.token_to_id(name)}, expected {i}")
+    bos_id, eos_id = tok.token_to_id(BOS), tok.token_to_id(EOS)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A {EOS}", pair=f"{BOS} $A {EOS} $B:1 {EOS}:1",
+        special_tokens=[(BOS, bos_id), (EOS, eos_id)])
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
+        model_max_length=model_max_length, padding_side="right", clean_up_tokenization_spaces=False)
+    if save_dir is not None:
+        fast.save_pretrained(os.fspath(save_dir))
+    return fast
