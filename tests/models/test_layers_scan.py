@@ -1,4 +1,6 @@
-"""The layers run as one `lax.scan` over stacked params: the program does not grow with depth."""
+"""The layers run as one `lax.scan` over stacked params: the program does not grow with depth.
+Shallow models (at most `transformer.UNROLL_LAYERS` layers) run them unrolled inside the decoding
+loops, from per-layer weights split out once (`Model.for_loops`), with the same outputs."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +9,7 @@ import pytest
 import tqjax
 from tqjax.api.decode import TQParams, prepare
 from tqjax.decoding import Knobs, engine, plan_for
-from tqjax.models import ModelConfig, init_model
+from tqjax.models import ModelConfig, init_model, transformer
 
 
 def _scans(jaxpr) -> list[int]:
@@ -57,8 +59,43 @@ def _lowered_tq_program(n_layers: int) -> str:
 
 
 def test_the_tq_program_has_the_same_operations_at_any_depth():
-    shallow, deep = _lowered_tq_program(2), _lowered_tq_program(8)
+    shallow, deep = _lowered_tq_program(transformer.UNROLL_LAYERS + 1), _lowered_tq_program(16)
     assert len(deep.splitlines()) == len(shallow.splitlines())
     assert deep.count("stablehlo.while") == shallow.count("stablehlo.while")
     assert deep.count("stablehlo.dot_general") == shallow.count("stablehlo.dot_general")
+
+
+def test_shallow_models_run_unrolled_in_the_loops():
+    """At most `UNROLL_LAYERS` layers: the decoding program holds each layer's dots (no scan over
+    layers), so it grows by one layer's operations per layer."""
+    two, three = _lowered_tq_program(2), _lowered_tq_program(3)
+    assert three.count("stablehlo.dot_general") > two.count("stablehlo.dot_general")
+    assert _lowered_tq_program(transformer.UNROLL_LAYERS).count("stablehlo.dot_general") > \
+        three.count("stablehlo.dot_general")
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "neox"])
+def test_split_layers_gives_the_same_outputs(arch):
+    model = init_model(ModelConfig.tiny(arch, n_layers=3), jax.random.key(1))
+    split = model.for_loops()
+    assert isinstance(split.params["layers"], tuple) and len(split.params["layers"]) == 3
+    assert split.for_loops() is split
+    deep = init_model(ModelConfig.tiny(arch, n_layers=transformer.UNROLL_LAYERS + 1), jax.random.key(1))
+    assert deep.for_loops() is deep                      # deeper: the scan stays
+    tok_BT, tok_B = jnp.arange(12).reshape(2, 6) % 7 + 1, jnp.array([3, 4])
+    start_B = jnp.array([0, 2])
+    for m in (model, split):
+        assert _scans(jax.make_jaxpr(lambda m: m.forward(tok_BT))(m).jaxpr) == ([3] if m is model else [])
+    outs = []
+    for m in (model, split):
+        out, cache = m.prefill(tok_BT, start_B, m.init_cache(2, 9))
+        app, cache = m.append(tok_B, cache)
+        ext, suffix = m.extend(tok_B, cache, m.init_suffix(cache, 2))
+        if m is split:      # the loops' caches: one buffer per layer
+            assert isinstance(cache.k, tuple) and len(cache.k) == 3 and isinstance(suffix.v, tuple)
+        stack = lambda x: jnp.stack(x) if isinstance(x, tuple) else x     # noqa: E731
+        outs.append((m.forward(tok_BT), out, app, ext, stack(suffix.k), m.forward_suffix(tok_BT[:, :2], cache),
+                     stack(cache.k), stack(cache.v)))
+    for a, b in zip(*outs):
+        assert jnp.allclose(a, b, atol=1e-5), (a, b)
 

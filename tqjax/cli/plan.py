@@ -93,7 +93,9 @@ def run(args) -> int:
     read = {role: read_model_config(path) for role, path in model_paths(args).items()}
     configs = {role: cfg for role, (cfg, _) in read.items()}
     dtype = args.dtype or {2: "bfloat16", 4: "float32"}[max(nbytes for _, nbytes in read.values())]
-    mesh, memory = (args.data, args.model), budget(args)
+    # one device is planned as `tqjax.decode` without a mesh runs it
+    mesh = None if (args.data, args.model) == (1, 1) else (args.data, args.model)
+    memory = budget(args)
     cont = args.continuous
     best = largest_batch(configs, config, args.prompt_len, memory, mesh, dtype=dtype, continuous=cont)
     chunk = config.candidate_chunk

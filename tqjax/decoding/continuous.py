@@ -37,14 +37,12 @@ ROW_FIELDS = ("tokens_BN", "length_B", "reward_B", "logp_sft_B", "kl_B", "log_ra
               "fallback_B", "rank_BN", "q_BNC")
 
 
-def _models(params, plan):
-    return {role: getattr(params, role) for role in plan.active}
 
 
 def _empty(params, rows: int, slots: int, plan: DecodePlan, mesh=None) -> DecodeState:
     """``rows`` empty slots (all done), caches of ``slots`` positions with per-row positions."""
     caches, outs = {}, {}
-    for role, model in _models(params, plan).items():
+    for role, model in loop.loop_models(params, plan, mesh).items():
         cache = model.init_cache(rows, slots)
         caches[role] = constrain_cache(model.insert(cache, cache, jnp.arange(rows)), mesh)
         shape = (rows, model.vocab_size) if model.kind == "lm" else (rows,)
@@ -58,7 +56,7 @@ def _insert(params, state: DecodeState, keys_B, tokens_RT, start_R, keys_R, slot
            plan: DecodePlan, mesh=None):
     """Prefill ``R`` left-padded prompts and put them into rows ``slots_R`` (``B``: skipped) of
     ``state``, each a fresh row at step 0 with its key. Returns ``(state, keys_B)``."""
-    models = _models(params, plan)
+    models = loop.loop_models(params, plan, mesh)
     T = tokens_RT.shape[1]
     caches_R, outs_R = loop.prefill(models, tokens_RT, start_R, T + plan.max_new_tokens, mesh)
     fresh = init_state(caches_R, outs_R, jnp.ones(start_R.shape, bool), plan.max_new_tokens,
@@ -78,7 +76,7 @@ def _run_chunk(params, state: DecodeState, keys_B, knobs, refill, plan: DecodePl
               mesh=None):
     """Up to ``chunk`` steps of every live row; ends early when all rows are done or, with
     ``refill`` (traced bool: prompts are waiting), when a row finishes. Returns ``(state, steps)``."""
-    body = loop.step_fn(_models(params, plan), keys_B, knobs, plan, mesh)
+    body = loop.step_fn(loop.loop_models(params, plan, mesh), keys_B, knobs, plan, mesh)
     done0_B = state.done_B
 
     def cond(c):

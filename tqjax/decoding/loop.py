@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from tqjax.decoding import sampler, stats, tq
 from tqjax.decoding.decode_plan import DecodePlan, Knobs
 from tqjax.decoding.state import DecodeState, init_state
-from tqjax.models.protocol import DecodeModel
+from tqjax.models.protocol import DecodeModel, for_loops
 from tqjax.parallel.rules import constrain_cache
 
 def plain_step(outs, step_keys_B, knobs, plan: DecodePlan):
@@ -43,6 +43,16 @@ def prefill(models: dict[str, DecodeModel], tokens_BT, start_B, slots: int, mesh
     return caches, outs
 
 
+def loop_models(params, plan: DecodePlan, mesh=None) -> dict[str, DecodeModel]:
+    """The models the plan runs, as the loops hold them: on one device, `protocol.for_loops` (done
+    once, before the loops: shallow transformers split out their per-layer weights); on a mesh,
+    as placed (the layers scanned, which keeps the compiled program's memory as the planner
+    models it)."""
+    if mesh is None:
+        return {role: for_loops(getattr(params, role)) for role in plan.active}
+    return {role: getattr(params, role) for role in plan.active}
+
+
 def generate(params, tokens_BT, start_B, keys_B, live_B, knobs: Knobs, plan: DecodePlan,
              mesh=None) -> DecodeState:
     """Decode a left-padded batch. Not jitted itself: `tqjax.decoding.engine.decode_arrays` is.
@@ -54,7 +64,7 @@ def generate(params, tokens_BT, start_B, keys_B, live_B, knobs: Knobs, plan: Dec
     """
     B, T = tokens_BT.shape
     N = plan.max_new_tokens
-    models: dict[str, DecodeModel] = {role: getattr(params, role) for role in plan.active}
+    models = loop_models(params, plan, mesh)
 
     caches, outs = prefill(models, tokens_BT, start_B, T + N, mesh)
     state = init_state(caches, outs, live_B, N, plan.k, plan.diagnostics and plan.candidates)

@@ -71,6 +71,15 @@ class Model:
     def dtype(self):
         return self.params["embed_VD"].dtype
 
+    def for_loops(self) -> "Model":
+        """This model as the decoding loops should hold it (`protocol.for_loops`): with at most
+        `transformer.UNROLL_LAYERS` layers, each layer's weights split out once
+        (`transformer.split_layers`) so that the loops run the layers unrolled, reading them in
+        place; deeper models unchanged (one scan over the stacked layers)."""
+        if self.config.n_layers > transformer.UNROLL_LAYERS or isinstance(self.params["layers"], tuple):
+            return self
+        return self.replace(params=transformer.split_layers(self.params))
+
     # -- full forward (no cache) ---------------------------------------------------------------
 
     def hidden_states(self, tokens_BT: Array) -> Array:
@@ -92,7 +101,8 @@ class Model:
 
     def init_cache(self, batch: int, length: int) -> KVCache:
         c = self.config
-        return empty_cache(c.n_layers, batch, c.n_kv_heads, length, c.head_dim, self.dtype)
+        return empty_cache(c.n_layers, batch, c.n_kv_heads, length, c.head_dim, self.dtype,
+                           per_layer=isinstance(self.params["layers"], tuple))
 
     def prefill(self, tokens_BT: Array, start_B: Array, cache: KVCache) -> tuple[Array, KVCache]:
         """Left-padded prompts into slots ``[0, T)``; head output at the last slot."""
@@ -145,7 +155,7 @@ class Model:
         u = suffix.length
         pos_B1 = (cache.length - cache.start_B + u)[:, None]
         prefix_B1S = cache.filled_B1S()
-        own_11U = (jnp.arange(suffix.k.shape[3]) <= u)[None, None, :]
+        own_11U = (jnp.arange(jax.tree.leaves(suffix.k)[0].shape[-2]) <= u)[None, None, :]
         own_B1U = jnp.broadcast_to(own_11U, (tokens_B.shape[0], 1, own_11U.shape[-1]))
         prefix = (cache.k, cache.v)
 
@@ -184,7 +194,10 @@ class Model:
 
 
 def _layer(kv, layer) -> tuple[Array, Array]:
-    """Layer ``layer``'s ``[B, K, S, H]`` keys and values of a stacked ``(k, v)`` pair."""
+    """Layer ``layer``'s ``[B, K, S, H]`` keys and values of a ``(k, v)`` pair, stacked or per
+    layer (then ``layer`` is a Python int and the buffer is read in place)."""
+    if isinstance(kv[0], tuple):
+        return tuple(x[layer] for x in kv)
     return tuple(jax.lax.dynamic_index_in_dim(x, layer, keepdims=False) for x in kv)
 
 
@@ -193,12 +206,23 @@ def _write(kv, layer, slot, k_BKTH: Array, v_BKTH: Array) -> tuple[Array, Array]
 
     ``slot`` is shared (a scalar) or per row (``[B]``, one token each; a slot past the end is
     skipped: a finished row waiting for its next prompt)."""
+    if isinstance(kv[0], tuple):          # per-layer buffers: only layer ``layer``'s changes
+        return tuple(x[:layer] + (_write_layer(x[layer], slot, new),) + x[layer + 1:]
+                     for x, new in zip(kv, (k_BKTH, v_BKTH)))
     if jnp.ndim(slot):
         rows = jnp.arange(slot.shape[0])
         return tuple(x.at[layer, rows, :, slot].set(new[:, :, 0].astype(x.dtype), mode="drop")
                      for x, new in zip(kv, (k_BKTH, v_BKTH)))
     return tuple(jax.lax.dynamic_update_slice(x, new[None].astype(x.dtype), (layer, 0, 0, slot, 0))
                  for x, new in zip(kv, (k_BKTH, v_BKTH)))
+
+
+def _write_layer(x_BKSH: Array, slot, new_BKTH: Array) -> Array:
+    """One layer's buffer with slots from ``slot`` (shared, or ``[B]`` one token per row) written."""
+    if jnp.ndim(slot):
+        rows = jnp.arange(slot.shape[0])
+        return x_BKSH.at[rows, :, slot].set(new_BKTH[:, :, 0].astype(x_BKSH.dtype), mode="drop")
+    return jax.lax.dynamic_update_slice(x_BKSH, new_BKTH.astype(x_BKSH.dtype), (0, 0, slot, 0))
 
 
 def read_index(tokens_BT: Array, first_B: Array, pad_id: int | None) -> Array:

@@ -138,8 +138,9 @@ def hidden(cfg: ModelConfig, params: dict, tokens_BT: Array, pos_BT: Array, attn
            state=()) -> tuple[Array, Any]:
     """Final-normed hidden states ``[B, T, D]`` of ``tokens_BT`` at positions ``pos_BT``.
 
-    The layers run as one `lax.scan`; ``state`` (e.g. the stacked KV cache) is carried through
-    it and handed to ``attn`` with the layer's index. Returns ``(h_BTD, state)``.
+    The layers run as one `lax.scan`, or unrolled when ``params["layers"]`` was split into a
+    tuple of per-layer dicts (`split_layers`); ``state`` (e.g. the stacked KV cache) is carried
+    through them and handed to ``attn`` with the layer's index. Returns ``(h_BTD, state)``.
     """
 
     def block(carry, xs):
@@ -154,9 +155,30 @@ def hidden(cfg: ModelConfig, params: dict, tokens_BT: Array, pos_BT: Array, attn
         return (x, state), None
 
     x = embed(cfg, params, tokens_BT, pos_BT)
-    layers = (jnp.arange(cfg.n_layers, dtype=jnp.int32), params["layers"])
-    (x, state), _ = jax.lax.scan(block, (x, state), layers)
+    if isinstance(params["layers"], tuple):     # split by `split_layers`: unrolled, in place
+        for i, p in enumerate(params["layers"]):
+            (x, state), _ = block((x, state), (i, p))
+    else:
+        layers = (jnp.arange(cfg.n_layers, dtype=jnp.int32), params["layers"])
+        (x, state), _ = jax.lax.scan(block, (x, state), layers)
     return norm(cfg, params["final_norm"], x), state
+
+
+# Models with at most this many layers run them unrolled inside the decoding loops, each layer's
+# weights a buffer of its own (`split_layers`); deeper models keep the scan, whose program size and
+# compile time do not grow with depth. On XLA:CPU a dot cannot read a slice of the stacked weights
+# in place: inside a loop the scan copies every layer's weights at every step
+# (benchmarks/README.md, "Compile time and depth").
+UNROLL_LAYERS = 4
+
+
+def split_layers(params: dict) -> dict:
+    """``params`` with the stacked ``layers`` (``[L, ...]``) as a tuple of per-layer dicts, for
+    `hidden` to run unrolled. Call it once, outside the loops that run the model: the slices are
+    then made once per program, not once per step."""
+    layers = params["layers"]
+    n = jax.tree.leaves(layers)[0].shape[0]
+    return dict(params, layers=tuple(jax.tree.map(lambda x: x[i], layers) for i in range(n)))
 
 
 def head(cfg: ModelConfig, params: dict, h_BTD: Array) -> Array:

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from tqjax.decoding.decode_plan import CANDIDATE_METHODS, DecodePlan, batch_bucket, prompt_bucket
-from tqjax.models.transformer import is_shape, param_shapes
+from tqjax.models.transformer import UNROLL_LAYERS, is_shape, param_shapes
 from tqjax.parallel.rules import FIELDS, RULES, param_axes, with_kv_replicas
 
 F32 = 4
@@ -170,14 +170,18 @@ def _check_divisible(config, sizes: dict, role: str) -> None:
                              f"of size {sizes[axis]}")
 
 
-def param_bytes(config, nbytes: int, sizes: dict) -> int:
+def param_bytes(config, nbytes: int, sizes: dict, layer_copies: int = 1) -> int:
     """Bytes per device of one model's params, split by the rules table (kv heads replicated where
-    the ``model`` axis is wider than their count, as `tqjax.parallel.shard_model` places them)."""
+    the ``model`` axis is wider than their count, as `tqjax.parallel.shard_model` places them).
+    ``layer_copies``: 2 counts the layer weights twice, for a program that splits them out of the
+    stacked inputs (`Model.for_loops`) and holds both."""
     config = with_kv_replicas(config, sizes.get(RULES["kv_heads"], 1))
+    copies = layer_copies
     total = 0
     for path, shape in jax.tree_util.tree_flatten_with_path(param_shapes(config), is_leaf=is_shape)[0]:
         axes = param_axes(path, len(shape))
-        total += math.prod(_local(d, a, sizes) for d, a in zip(shape, axes))
+        n = math.prod(_local(d, a, sizes) for d, a in zip(shape, axes))
+        total += n * (copies if getattr(path[0], "key", None) == "layers" else 1)
     return total * nbytes
 
 
@@ -217,7 +221,9 @@ def plan(params_or_configs, config, batch: int, prompt_len: int, mesh=None, *, d
         return n_rows * c.n_layers * 2 * _local(kv_heads, "kv_heads", sizes) * slots * c.head_dim * nbytes[role]
 
     kv = {role: cache(role, rows, S) for role in roles}
-    params = {role: param_bytes(configs[role], nbytes[role], sizes) for role in configs}
+    # one device: shallow models run their layers unrolled from split-out weights (`loop_models`)
+    unrolled = {role: mesh is None and c.n_layers <= UNROLL_LAYERS for role, c in configs.items()}
+    params = {role: param_bytes(configs[role], nbytes[role], sizes, 1 + unrolled[role]) for role in configs}
 
     rollout, step, C = 0, 0, 0
     largest = max((configs[r] for r in roles), key=lambda c: (c.vocab_size, c.mlp_dim, c.n_heads))
@@ -230,12 +236,15 @@ def plan(params_or_configs, config, batch: int, prompt_len: int, mesh=None, *, d
         rollout = cache(dplan.rollout, n, H) if H > 0 else 0
         readers = dplan.readers
         step = n * F32 * _row(largest, sizes, S + H + 1, STEP_ROW_F32)
+        blocks = []
         for role in readers:
             c = configs[role]
             block = _row(c, sizes, S + H + 1, dict(BLOCK_TOKEN_F32, vocab=0))
             if c.kind == "lm":   # the head's logits come after the scan over layers, not beside it
                 block = max(block, BLOCK_TOKEN_F32["vocab"] * c.vocab_size)
-            step = max(step, n * (H + 1) * F32 * block)
+            blocks.append(n * (H + 1) * F32 * block)
+        # unrolled layers (`Model.for_loops`): XLA schedules the readers' passes side by side
+        step = max([step, sum(blocks)] if all(unrolled[r] for r in roles) else [step] + blocks)
     step = max(step, rows * F32 * STEP_ROW_F32["vocab"] * largest.vocab_size * len(roles))
     prefill = rows * T * F32 * _row(largest, sizes, T, PREFILL_TOKEN_F32)
     if continuous:      # the inserted rows' fresh caches live beside the running ones

@@ -169,7 +169,8 @@ def constrain_batch(x, mesh: Mesh | None):
 
 def constrain_cache(cache, mesh: Mesh | None):
     """A transformer's committed cache or rollout suffix laid out by the rules: ``[L, B, K, S, H]``
-    with the batch over "data" and the kv heads over "model". Other models' caches (the toy, the
+    (or per-layer ``[B, K, S, H]`` buffers) with the batch over "data" and the kv heads over
+    "model". Other models' caches (the toy, the
     gold oracle) are left to propagation."""
     from tqjax.models.cache import KVCache, Suffix
 
@@ -177,8 +178,13 @@ def constrain_cache(cache, mesh: Mesh | None):
         return cache
     batch = {name: constrain_batch(getattr(cache, name), mesh) for name in ("start_B", "read_B")
              if hasattr(cache, name)}
-    return cache.replace(k=constrain(cache.k, CACHE_AXES, mesh), v=constrain(cache.v, CACHE_AXES, mesh),
-                         **batch)
+
+    def kv(x):      # stacked [L, B, K, S, H], or per-layer [B, K, S, H] buffers
+        if isinstance(x, tuple):
+            return tuple(constrain(a, CACHE_AXES[1:], mesh) for a in x)
+        return constrain(x, CACHE_AXES, mesh)
+
+    return cache.replace(k=kv(cache.k), v=kv(cache.v), **batch)
 
 
 def shard_model(model, mesh: Mesh):
