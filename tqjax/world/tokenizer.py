@@ -43,13 +43,24 @@ def train_tokenizer(texts: Iterable[str], save_dir: str | os.PathLike | None = N
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(behavior="isolated")])
     trainer = trainers.WordLevelTrainer(vocab_size=1_000_000, min_frequency=0,
                                         special_tokens=list(SPECIAL_TOKENS), show_progress=False)
+    _train(tok, texts, trainer)
+    bos_id = tok.token_to_id(BOS)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A $B:1", special_tokens=[(BOS, bos_id)])
+    return _fast(tok, model_max_length, save_dir)
+
+
+def _train(tok, texts: Iterable[str], trainer) -> None:
+    """Train ``tok`` on ``texts`` (special-token strings stripped); the specials must get ids 0–3."""
     tok.train_from_iterator([_strip_specials(t) for t in texts], trainer=trainer)
     for i, name in enumerate(SPECIAL_TOKENS):
         if tok.token_to_id(name) != i:
             raise ValueError(f"special token {name} got id {tok.token_to_id(name)}, expected {i}")
-    bos_id = tok.token_to_id(BOS)
-    tok.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", pair=f"{BOS} $A $B:1", special_tokens=[(BOS, bos_id)])
+
+
+def _fast(tok, model_max_length: int, save_dir) -> transformers.PreTrainedTokenizerFast:
+    """``tok`` as a transformers fast tokenizer with the task's special tokens; saved to
+    ``save_dir`` when given."""
     fast = transformers.PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
         model_max_length=model_max_length, padding_side="right", clean_up_tokenization_spaces=False)
@@ -88,17 +99,9 @@ def train_bpe_tokenizer(texts: Iterable[str], merges: int, save_dir: str | os.Pa
     trainer = trainers.BpeTrainer(vocab_size=len(SPECIAL_TOKENS) + 256 + merges, min_frequency=2,
                                   special_tokens=list(SPECIAL_TOKENS), show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator([_strip_specials(t) for t in texts], trainer=trainer)
-    for i, name in enumerate(SPECIAL_TOKENS):
-        if tok.token_to_id(name) != i:
-            raise ValueError(f"special token {name} got id {tok.token_to_id(name)}, expected {i}")
+    _train(tok, texts, trainer)
     bos_id, eos_id = tok.token_to_id(BOS), tok.token_to_id(EOS)
     tok.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A {EOS}", pair=f"{BOS} $A {EOS} $B:1 {EOS}:1",
         special_tokens=[(BOS, bos_id), (EOS, eos_id)])
-    fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
-        model_max_length=model_max_length, padding_side="right", clean_up_tokenization_spaces=False)
-    if save_dir is not None:
-        fast.save_pretrained(os.fspath(save_dir))
-    return fast
+    return _fast(tok, model_max_length, save_dir)
