@@ -9,7 +9,7 @@ import pytest
 from tests.decoding.cross_helpers import (OVERFLOW, OVERFLOW_CONTEXT, SPLIT_WORD, TextFns,
                                           cross_params, reference)
 from tqjax.api.decode import TQParams, decode
-from tqjax.decoding import DecodeConfig, cross
+from tqjax.decoding import DecodeConfig, cross, tq
 from tqjax.decoding.text_reader import ReaderContextError, TextCodec, layout, text_roles
 
 PROMPTS = ["write a short review of the pizza place", "how are you", "tell me about the sushi"]
@@ -272,9 +272,9 @@ def test_candidate_chunk_reads_the_candidates_in_chunks_with_the_same_result(mod
                                np.concatenate(whole.diagnostics["q"]), atol=1e-5)
     np.testing.assert_allclose(chunked.rewards, whole.rewards, atol=1e-5)
     xs = jnp.arange(12.0).reshape(6, 2)
-    jaxpr = lambda chunk: str(jax.make_jaxpr(lambda x: cross._over_candidates(jnp.sin, x, chunk))(xs))
+    jaxpr = lambda chunk: str(jax.make_jaxpr(lambda x: tq.over_candidates(jnp.sin, x, chunk))(xs))
     assert "scan" in jaxpr(2) and "scan" not in jaxpr(0) and "scan" not in jaxpr(6)
-    np.testing.assert_array_equal(cross._over_candidates(jnp.sin, xs, 4), jnp.sin(xs))
+    np.testing.assert_array_equal(tq.over_candidates(jnp.sin, xs, 4), jnp.sin(xs))
 
 
 def test_rollout_past_the_readers_context_is_one_prompts_error(models):

@@ -72,25 +72,15 @@ def _propose(lms, caches, outs, step_keys_B, knobs, plan: DecodePlan):
             return jax.tree.map(lambda x: x[None], roll(z_B, keys_MB[0]))
         return jax.vmap(roll)(jnp.broadcast_to(z_B, (M,) + z_B.shape), keys_MB)
 
-    toks, last, lr = _over_candidates(lambda args: one(*args), (cand_BC.T, jnp.arange(plan.k)),
+    toks, last, lr = tq.over_candidates(lambda args: one(*args), (cand_BC.T, jnp.arange(plan.k)),
                                       plan.candidate_chunk)
     return cand_BC, prior_BC, toks, last, lr
-
-
-def _over_candidates(fn, xs, chunk: int):
-    """``fn`` over the leading axis of ``xs``: one `vmap`, or with ``chunk`` (0 < chunk < size)
-    ``lax.map`` over chunks of that many, so that peak memory follows the chunk (as the fused
-    step does with ``candidate_chunk``); the same numbers either way."""
-    size = jax.tree.leaves(xs)[0].shape[0]
-    if chunk == 0 or chunk >= size:
-        return jax.vmap(fn)(xs)
-    return jax.lax.map(fn, xs, batch_size=chunk)
 
 
 def _read(model, cache, suffix_RBU, last_RB, chunk: int = 0):
     """The reader's score ``[R, B]`` of each suffix after its row's prefix ``cache``, read at
     the suffix's last id; ``chunk``: suffixes read at once (0: all R)."""
-    out_RBU = _over_candidates(lambda x: model.forward_suffix(x, cache), suffix_RBU, chunk)
+    out_RBU = tq.over_candidates(lambda x: model.forward_suffix(x, cache), suffix_RBU, chunk)
     return jnp.take_along_axis(out_RBU, last_RB[..., None], axis=-1)[..., 0].astype(jnp.float32)
 
 

@@ -149,13 +149,19 @@ def candidate_values(models: dict[str, DecodeModel], caches, logp, cand_BC, step
         return combine(r_MB, logw_MB, plan)
 
     C = cand_BC.shape[1]
-    chunk = plan.candidate_chunk
-    if chunk == 0 or chunk >= C:
-        return jax.vmap(candidate_value, in_axes=(1, 0), out_axes=1)(cand_BC, jnp.arange(C))
-    # ``chunk`` candidates at a time (a vmap per chunk inside a loop): peak memory scales with it.
-    q_CB = jax.lax.map(lambda args: candidate_value(*args), (cand_BC.T, jnp.arange(C)),
-                       batch_size=chunk)
+    q_CB = over_candidates(lambda args: candidate_value(*args), (cand_BC.T, jnp.arange(C)),
+                           plan.candidate_chunk)
     return q_CB.T
+
+
+def over_candidates(fn, xs, chunk: int):
+    """``fn`` over the leading (candidate) axis of ``xs``: one `vmap`, or with ``chunk``
+    (0 < chunk < size) ``lax.map`` over chunks of that many, so that peak memory follows the chunk,
+    not k; the same numbers either way."""
+    size = jax.tree.leaves(xs)[0].shape[0]
+    if chunk == 0 or chunk >= size:
+        return jax.vmap(fn)(xs)
+    return jax.lax.map(fn, xs, batch_size=chunk)
 
 
 def tq_step(models: dict[str, DecodeModel], caches, outs, step_keys_B, knobs: Knobs,
