@@ -94,12 +94,9 @@ def run(args) -> int:
 
     from tqjax.api.decode import TQParams, decode
 
-    mesh = job_mesh(args) if args.mesh else None
+    mesh = job_mesh(args)
     params = TQParams(**_load(paths, args.dtype, mesh))
-    if mesh is None:
-        mesh, params = _default_mesh(args, params, config)
-    # one global mesh: every process decodes every batch
-    lockstep = mesh is not None and spans_processes(mesh)
+    lockstep = spans_processes(mesh)       # one global mesh: every process decodes every batch
     mine = list(range(len(records)) if lockstep else batch.share(len(records), num_processes, process_id))
     _validate_prompts(args.input, params, records, mine, config)
     batch.write_job(args.output, spec, process_id)
@@ -136,20 +133,6 @@ def _decode(decode, params, config, mesh, batch_size, values, indices, on_done, 
     ``on_error`` for a prompt that fails on its own."""
     return decode(params, values, config, batch_size=batch_size, indices=indices, mesh=mesh,
                   on_done=on_done, on_error=on_error)
-
-
-def _default_mesh(args, params, config):
-    """Without ``--mesh``: every local device on "data", the models placed there (text readers
-    included: a mesh of one process's devices works with them)."""
-    import dataclasses
-
-    from tqjax.parallel import shard_model
-
-    models = {f.name: getattr(params, f.name) for f in dataclasses.fields(params)
-              if getattr(params, f.name) is not None}
-    mesh = job_mesh(args)
-    return mesh, dataclasses.replace(params, **{r: shard_model(m, mesh) for r, m in models.items()
-                                                if hasattr(m, "config")})
 
 
 def _bar(tqdm, desc, total, initial):
