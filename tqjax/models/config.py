@@ -14,6 +14,11 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _tuples(value):
+    """Lists (as JSON gives them) as tuples, nested: the config must stay hashable."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
 def stop_set(name: str, ids) -> tuple[int, ...]:
     """``None`` / an int / a list of ints as a sorted tuple of distinct ids (HF writes all three)."""
     if ids is None:
@@ -55,11 +60,23 @@ class ModelConfig:
     rope_theta: float = 10000.0
     rope_fraction: float = 1.0          # share of head_dim that is rotated (NeoX partial rotary)
     rope_scaling: tuple = ()            # () | ("linear", factor) | ("llama3", factor, low, high, orig)
+    #                                     | ("longrope", short_factors, long_factors, orig, attention_factor)
     qkv_bias: bool = False
     out_bias: bool = False
     mlp_bias: bool = False
     parallel_residual: bool = False
     tie_embeddings: bool = False
+    # Qwen3 / Gemma / Phi-3 (arch "llama"; every default is what Llama does)
+    qk_norm: bool = False               # RMSNorm over head_dim of q and k, before RoPE (Qwen3, Gemma 3)
+    norm_offset: float = 0.0            # RMSNorm multiplies by (norm_offset + w): Gemma's (1 + w) is 1.0
+    embed_scale: bool = False           # embeddings times sqrt(d_model), in the weights' dtype (Gemma)
+    sandwich_norms: bool = False        # Gemma 2/3: norms after attention, before and after the MLP
+    attn_scale: float | None = None     # score scale; None is head_dim ** -0.5 (Gemma: query_pre_attn_scalar ** -0.5)
+    attn_softcap: float | None = None   # scores -> cap * tanh(scores / cap) before the mask (Gemma 2)
+    final_softcap: float | None = None  # logits -> cap * tanh(logits / cap) (Gemma 2/3 causal LMs)
+    sliding_window: int | None = None   # a windowed layer's query at p reads keys at p - window < q <= p
+    layer_types: tuple[str, ...] = ()   # per layer "full" or "sliding"; () is every layer full
+    rope_local_theta: float | None = None  # RoPE base of the sliding layers, unscaled (Gemma 3); None: as full
     bos_token_id: int | None = None
     eos_token_id: tuple[int, ...] = ()  # the stop set; an int or a list is normalised to a tuple
     pad_token_id: int | None = None
@@ -81,8 +98,18 @@ class ModelConfig:
         rotary = self.rotary_dim
         if self.arch != "gpt2" and (rotary < 2 or rotary % 2):
             raise ValueError(f"rotary dims {rotary} (head_dim {self.head_dim} x {self.rope_fraction}) must be even and >= 2")
-        if self.rope_scaling and self.rope_scaling[0] not in ("linear", "llama3"):
+        if self.rope_scaling and self.rope_scaling[0] not in ("linear", "llama3", "longrope"):
             raise ValueError(f"unsupported rope scaling {self.rope_scaling[0]!r}")
+        object.__setattr__(self, "rope_scaling", _tuples(self.rope_scaling))   # JSON gives lists
+        object.__setattr__(self, "layer_types", tuple(self.layer_types))
+        if self.layer_types and (len(self.layer_types) != self.n_layers
+                                 or not set(self.layer_types) <= {"full", "sliding"}):
+            raise ValueError(f"layer_types must give 'full' or 'sliding' for each of the {self.n_layers} layers, "
+                             f"got {self.layer_types!r}")
+        if self.sliding_window is not None and (not _is_int(self.sliding_window) or self.sliding_window < 1):
+            raise ValueError(f"sliding_window must be a positive int or None, got {self.sliding_window!r}")
+        if "sliding" in self.layer_types and self.sliding_window is None:
+            raise ValueError("layer_types has sliding layers but sliding_window is None")
         object.__setattr__(self, "eos_token_id", stop_set("eos_token_id", self.eos_token_id))
         for name in ("bos_token_id", "pad_token_id"):
             value = getattr(self, name)
@@ -91,6 +118,13 @@ class ModelConfig:
         outside = [i for i in self.eos_token_id if not 0 <= i < self.vocab_size]
         if outside:
             raise ValueError(f"eos_token_id {outside} is outside the vocabulary of size {self.vocab_size}")
+
+    @property
+    def windows(self) -> tuple[int | None, ...]:
+        """Each layer's attention window (None: full attention). Without ``layer_types`` every layer
+        is windowed by ``sliding_window`` (Mistral, Phi-3), or none is."""
+        types = self.layer_types or ("sliding",) * self.n_layers
+        return tuple(self.sliding_window if t == "sliding" else None for t in types)
 
     @property
     def rotary_dim(self) -> int:
