@@ -15,26 +15,50 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tqjax.api.checks import check_decode, check_indices, check_instance, check_params, check_prompts
 from tqjax.decoding import engine
 from tqjax.decoding.config import DecodeConfig
 from tqjax.decoding.decode_plan import (ROLE_KINDS, DecodePlan, Knobs, batch_bucket, plan_for,
                                        prompt_bucket)
-from tqjax.models.protocol import check_protocol
 from tqjax.parallel.multihost import fetch, put_global, spans_processes
 from tqjax.decoding.text_reader import check_reader_context, text_roles
 from tqjax.io.chat import has_chat_template, is_messages, render_chat
 
 
 
-@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class TQParams:
-    """The models of one decoding job; a pytree (model configs are static fields)."""
+    """The models of one decoding job; a pytree (model configs are static fields). ``sft`` is
+    required; each model given must implement the decoding protocol and be of its role's kind
+    (checked here, when a user builds one)."""
 
     sft: Any
     baseline: Any = None
     reward: Any = None
     baseline_reward: Any = None
+
+    def __post_init__(self):
+        check_params(self)
+
+
+def _flatten(params: TQParams):
+    return [getattr(params, role) for role in ROLE_KINDS], None
+
+
+def _flatten_with_keys(params: TQParams):
+    return [(jax.tree_util.GetAttrKey(role), getattr(params, role)) for role in ROLE_KINDS], None
+
+
+def _unflatten(_, models) -> TQParams:
+    """Rebuilt by JAX's tree functions, whose leaves may be tracers, shardings or placeholders:
+    not checked again."""
+    params = object.__new__(TQParams)
+    for role, model in zip(ROLE_KINDS, models):
+        object.__setattr__(params, role, model)
+    return params
+
+
+jax.tree_util.register_pytree_with_keys(TQParams, _flatten_with_keys, _unflatten, _flatten)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,15 +84,11 @@ class DecodeOutput:
 
 
 def _check_models(params, config) -> tuple[dict, DecodePlan]:
-    """The given models (each checked against the protocol and its role) and the plan."""
-    if not isinstance(params, TQParams):
-        raise TypeError(f"params must be a tqjax.TQParams, got {type(params).__name__}")
+    """The given models (checked again: a TQParams rebuilt by a tree function is not) and the
+    plan."""
+    check_instance("params", params, TQParams, "a tqjax.TQParams")
+    check_params(params)
     models = {role: getattr(params, role) for role in ROLE_KINDS if getattr(params, role) is not None}
-    for role, model in models.items():
-        check_protocol(model, f"TQParams.{role}")
-        if model.kind != ROLE_KINDS[role]:
-            raise ValueError(f"TQParams.{role} must be a kind={ROLE_KINDS[role]!r} model, "
-                             f"got kind={model.kind!r}")
     plan = plan_for(params, config)
     models = {r: m for r, m in models.items() if r not in text_roles(models)}   # they read text
     vocabs = {role: int(model.vocab_size) for role, model in models.items()}
@@ -85,11 +105,7 @@ def _check_models(params, config) -> tuple[dict, DecodePlan]:
 
 
 def _tokenize(params, prompts) -> list[np.ndarray]:
-    if isinstance(prompts, (str, bytes)) or not isinstance(prompts, Sequence) and not isinstance(prompts, np.ndarray):
-        raise TypeError(f"prompts must be a list of strings, token-id lists or chat message lists, "
-                        f"got {type(prompts).__name__}")
-    if len(prompts) == 0:
-        raise ValueError("prompts is empty")
+    check_prompts(prompts)
     tokenizer = getattr(params.sft, "tokenizer", None)
     return [prompt_ids(tokenizer, prompt, i) for i, prompt in enumerate(prompts)]
 
@@ -167,18 +183,26 @@ def prepare(params, prompts, config, indices=None, batch_multiple=1):
 
 
 def _prepare(params, prompts, config, indices=None, batch_multiple=1):
-    if not isinstance(config, DecodeConfig):
-        raise TypeError(f"config must be a tqjax.DecodeConfig, got {type(config).__name__}")
+    check_prompts(prompts)
+    check_indices(indices, len(prompts))
+    token_lists, models, plan = _check(params, prompts, config)
+    return _layout(config, token_lists, models, plan, indices, batch_multiple), token_lists, plan
+
+
+def _check(params, prompts, config):
+    """Everything that depends on the models, before any work: ``(token_lists, models, plan)``."""
+    check_instance("config", config, DecodeConfig, "a tqjax.DecodeConfig")
     models, plan = _check_models(params, config)
     token_lists = _tokenize(params, prompts)
     _check_tokens(token_lists, models, plan)
     if set(plan.active) - set(models):         # readers of text: their context, before any work
         check_reader_context(params, prompts, token_lists, plan)
-    if indices is None:
-        indices = range(len(token_lists))
-    indices = [int(i) for i in indices]
-    if len(indices) != len(token_lists):
-        raise ValueError(f"indices has {len(indices)} entries for {len(token_lists)} prompts")
+    return token_lists, models, plan
+
+
+def _layout(config, token_lists, models, plan, indices=None, batch_multiple=1) -> dict:
+    """The left-padded, bucketed batch arrays and each row's key."""
+    indices = list(range(len(token_lists))) if indices is None else [int(i) for i in indices]
     P = len(token_lists)
     B = batch_bucket(P, batch_multiple)
     longest = max(len(ids) for ids in token_lists)
@@ -194,9 +218,8 @@ def _prepare(params, prompts, config, indices=None, batch_multiple=1):
     base = jax.random.key(config.seed)
     idx_B = np.asarray(indices + list(range(max(indices) + 1, max(indices) + 1 + B - P)), np.uint32)
     keys_B = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(idx_B))
-    arrays = dict(tokens_BT=jnp.asarray(tokens_BT), start_B=jnp.asarray(start_B), keys_B=keys_B,
-                  live_B=jnp.asarray(live_B))
-    return arrays, token_lists, plan
+    return dict(tokens_BT=jnp.asarray(tokens_BT), start_B=jnp.asarray(start_B), keys_B=keys_B,
+                live_B=jnp.asarray(live_B))
 
 
 def _place(params: TQParams, arrays: dict, mesh) -> tuple[TQParams, dict]:
@@ -240,16 +263,15 @@ def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), bat
     and the other prompts are decoded as if it were not there (`tqjax.api.cross`,
     ``diagnostics["failed"]``).
     """
+    check_instance("params", params, TQParams, "a tqjax.TQParams")
+    check_instance("config", config, DecodeConfig, "a tqjax.DecodeConfig")
+    check_decode(prompts, batch_size, indices, mesh, chunk, on_done, on_error, stats)
     data = 1 if mesh is None else dict(zip(mesh.axis_names, mesh.devices.shape)).get("data", 1)
-    if on_error is not None and not callable(on_error):
-        raise TypeError(f"on_error must be a function (i, error), got {type(on_error).__name__}")
-    if on_error is not None and batch_size is None:
-        raise ValueError("on_error needs batch_size: without it the prompts are one batch, and a "
-                         "prompt that fails stops the decode")
+    token_lists, models, plan = _check(params, prompts, config)
     if batch_size is not None:
         return _decode_continuous(params, prompts, config, batch_size, indices, mesh, data,
-                                  chunk, on_done, on_error, stats)
-    arrays, token_lists, plan = _prepare(params, prompts, config, indices, batch_multiple=data)
+                                  chunk, on_done, on_error, stats, token_lists, models, plan)
+    arrays = _layout(config, token_lists, models, plan, indices, batch_multiple=data)
     text = _text_roles(params, plan)
     if text:        # a reader with its own tokenizer: the text round trip (tqjax.api.cross)
         from tqjax.api.cross import decode_text
@@ -277,31 +299,17 @@ def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), bat
                         log_ratio=out["log_ratio_B"][:P], diagnostics=diagnostics)
 
 
-def check_batch_size(batch_size, chunk=None) -> None:
-    """Raise TypeError / ValueError for a ``batch_size`` that is not an int ``>= 0`` (0: the
-    planner picks) or a ``chunk`` (None: the default) that is not an int ``>= 1``."""
-    checks = [("batch_size", batch_size, 0, ">= 0 (0: the largest the memory planner fits)")]
-    if chunk is not None:
-        checks.append(("chunk", chunk, 1, ">= 1"))
-    for name, value, least, rule in checks:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-        if value < least:
-            raise ValueError(f"{name} must be {rule}, got {value}")
-
-
 def _decode_continuous(params, prompts, config, batch_size, indices, mesh, data, chunk, on_done,
-                       on_error, stats) -> DecodeOutput:
+                       on_error, stats, token_lists, models, plan) -> DecodeOutput:
     from tqjax.decoding import continuous
 
-    check_batch_size(batch_size, chunk)
-    arrays, token_lists, plan = _prepare(params, prompts, config, indices, batch_multiple=data)
     if _text_roles(params, plan):
         from tqjax.api.cross import decode_text_batches
         return decode_text_batches(params, prompts, config, batch_size, indices, mesh, on_done,
                                    on_error)
-    T = arrays["tokens_BT"].shape[1]
     batch_size = _planned_batch_size(params, config, batch_size, token_lists, mesh, plan)
+    arrays = _layout(config, token_lists, models, plan, indices, batch_multiple=data)
+    T = arrays["tokens_BT"].shape[1]
     rows = -(-min(batch_size, len(token_lists)) // data) * data
     keys_P = arrays["keys_B"][:len(token_lists)]     # host-side: the engine places what it feeds
     if mesh is not None:

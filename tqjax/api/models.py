@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tqjax.api.checks import check_lengths, check_load, check_model, check_save, check_tokens
 from tqjax.io import is_tqjax_checkpoint, load_checkpoint, load_hf, load_tokenizer, save_checkpoint
 from tqjax.io.checkpoint import read_config
 from tqjax.io.hf import check_folder
@@ -24,6 +25,7 @@ def load(path: str, dtype=None, shardings=None, mesh=None) -> Model:
     replicated, and ``config.n_kv_heads`` then counts the copies); ``shardings``, a pytree of
     ``jax.sharding.Sharding`` shaped like the params, places them explicitly.
     """
+    check_load(path, dtype, shardings, mesh)
     path = os.path.abspath(os.fspath(path))
     check_folder(path)
     by_rules = mesh is not None and shardings is None
@@ -45,6 +47,7 @@ def load(path: str, dtype=None, shardings=None, mesh=None) -> Model:
 
 def save(model: Model, path: str, overwrite: bool = False) -> None:
     """Write ``model`` (params with orbax, config, tokenizer) so that `load` reads it back bit-exact."""
+    check_save(model, path, overwrite)
     save_checkpoint(os.fspath(path), model.config, model.params, model.tokenizer, overwrite=overwrite)
 
 
@@ -53,22 +56,10 @@ def _forward(model: Model, tokens_BT):
     return model.forward(tokens_BT)
 
 
-def _check_tokens(model: Model, tokens_BT) -> jax.Array:
-    tokens = np.asarray(tokens_BT)
-    if tokens.ndim != 2 or not np.issubdtype(tokens.dtype, np.integer):
-        raise ValueError(f"tokens_BT must be a 2-D integer array, got shape {tokens.shape} dtype {tokens.dtype}")
-    if tokens.size and (tokens.min() < 0 or tokens.max() >= model.vocab_size):
-        raise ValueError(f"token ids must lie in [0, {model.vocab_size}), got range [{tokens.min()}, {tokens.max()}]")
-    if tokens.shape[1] > model.max_length:
-        raise ValueError(f"sequence length {tokens.shape[1]} exceeds the model's context of {model.max_length}")
-    return jnp.asarray(tokens, jnp.int32)
-
-
 def logits(model: Model, tokens_BT) -> jax.Array:
     """float32 next-token logits ``[B, T, V]`` of a language model (no padding / right padding)."""
-    if model.kind != "lm":
-        raise ValueError(f"logits() needs a language model, got a {model.kind!r} model; use reward()")
-    return _forward(model, _check_tokens(model, tokens_BT))
+    check_model("model", model, "lm")
+    return _forward(model, jnp.asarray(check_tokens(model, tokens_BT)))
 
 
 @jax.jit
@@ -87,10 +78,7 @@ def reward(model: Model, tokens_BT, lengths_B) -> jax.Array:
     the row that is not the model's ``pad_token_id`` (the last token when it has none; the first
     token when every token is the pad id).
     """
-    if model.kind != "reward":
-        raise ValueError(f"reward() needs a reward model, got a {model.kind!r} model")
-    tokens = _check_tokens(model, tokens_BT)
-    lengths = np.asarray(lengths_B)
-    if lengths.shape != (tokens.shape[0],) or lengths.min(initial=1) < 1 or lengths.max(initial=1) > tokens.shape[1]:
-        raise ValueError(f"lengths_B must have shape ({tokens.shape[0]},) with values in [1, {tokens.shape[1]}], got {lengths.tolist()}")
-    return _reward(model, tokens, jnp.asarray(lengths, jnp.int32))
+    check_model("model", model, "reward")
+    tokens = check_tokens(model, tokens_BT)
+    lengths = check_lengths(lengths_B, tokens)
+    return _reward(model, jnp.asarray(tokens), jnp.asarray(lengths))

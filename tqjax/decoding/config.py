@@ -27,11 +27,13 @@ PROPOSALS = ("sft", "baseline")
 SELECTS = ("greedy", "sample")
 
 
-def _check_int(name, value, low):
+def _check_int(name, value, low, high=None):
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
+    if high is not None and value >= high:
+        raise ValueError(f"{name} must be < {high}, got {value}")
 
 
 def _check_float(name, value, low=None, low_open=False):
@@ -44,6 +46,8 @@ def _check_float(name, value, low=None, low_open=False):
 
 
 def _check_choice(name, value, choices):
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, one of {choices}, got {type(value).__name__} {value!r}")
     if value not in choices:
         raise ValueError(f"unknown {name} {value!r}; expected one of {choices}")
 
@@ -108,7 +112,7 @@ class DecodeConfig:
         _check_int("top_k", self.top_k, 0)
         _check_int("n", self.n, 1)
         _check_int("max_new_tokens", self.max_new_tokens, 1)
-        _check_int("seed", self.seed, 0)
+        _check_int("seed", self.seed, 0, 2 ** 32)     # jax.random.key folds larger seeds together
         _check_int("candidate_chunk", self.candidate_chunk, 0)
         _check_float("alpha", self.alpha)
         _check_float("beta", self.beta, 0.0, low_open=True)
@@ -119,8 +123,10 @@ class DecodeConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         ids = self.stop_token_ids
         if not isinstance(ids, (tuple, list)) or not all(
-                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+                isinstance(i, int) and not isinstance(i, bool) for i in ids):
             raise TypeError(f"stop_token_ids must be a tuple of non-negative int token ids, got {ids!r}")
+        if any(i < 0 for i in ids):
+            raise ValueError(f"stop_token_ids must be non-negative token ids, got {ids!r}")
         object.__setattr__(self, "stop_token_ids", tuple(sorted(set(ids))))
         for name in ("ignore_eos", "diagnostics"):
             if not isinstance(getattr(self, name), bool):
