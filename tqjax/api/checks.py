@@ -94,8 +94,8 @@ def check_dtype(name: str, dtype) -> None:
     try:
         kind = np.dtype(jax.numpy.dtype(dtype))
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be None or a floating dtype such as 'bfloat16' or "
-                        f"jnp.float32, got {given(dtype)}") from None
+        raise TypeError(f"{name} must be a floating dtype such as 'bfloat16' or jnp.float32 "
+                        f"(None: keep the stored dtype), got {given(dtype)}") from None
     if not jax.numpy.issubdtype(kind, jax.numpy.floating):
         raise ValueError(f"{name} must be a floating dtype (the weights are cast to it), got {kind}")
 

@@ -12,7 +12,7 @@ import functools
 import os
 import sys
 
-from tqjax.cli.options import (add_decode_flags, add_mesh_flag, add_model_flags, check_roles, decode_config, job_mesh,
+from tqjax.cli.options import (add_decode_flags, add_mesh_flag, add_model_flags, check_roles, checked, decode_config, int_at_least, job_mesh,
                                 model_paths)
 from tqjax.cli.plan import add_budget_flag, auto_batch
 
@@ -35,7 +35,8 @@ def add_parser(sub) -> None:
                    help="output folder: part-*.jsonl (id, index, tokens, text, reward, kl, logp_sft, "
                         "log_ratio per line; id, index, error, error_type for a prompt that "
                         "failed) and job.json; rerun the same command to resume")
-    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=0,
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", default=0,
+                   **checked(int_at_least(0, " (0: auto)")),
                    help="rows in flight: continuous batching, a finished prompt's row takes the "
                         "next prompt (default 0: the largest that fits --memory-budget)")
     add_budget_flag(p)
@@ -43,8 +44,10 @@ def add_parser(sub) -> None:
     group = p.add_argument_group("processes (default: JAX_COORDINATOR_ADDRESS or cluster variables "
                                  "when set, else one process)")
     group.add_argument("--coordinator", help="HOST:PORT of process 0")
-    group.add_argument("--num-processes", "--num_processes", dest="num_processes", type=int)
-    group.add_argument("--process-id", "--process_id", dest="process_id", type=int)
+    group.add_argument("--num-processes", "--num_processes", dest="num_processes",
+                       **checked(int_at_least(1)))
+    group.add_argument("--process-id", "--process_id", dest="process_id",
+                       **checked(int_at_least(0)))
     add_decode_flags(p)
     p.set_defaults(run=run)
 

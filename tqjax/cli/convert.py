@@ -4,10 +4,13 @@ from __future__ import annotations
 
 
 def add_parser(sub) -> None:
+    from tqjax.cli.options import checked, dtype_name
+
     p = sub.add_parser("convert", help="convert a Hugging Face folder to a tqjax checkpoint")
     p.add_argument("hf_dir")
     p.add_argument("out_dir")
-    p.add_argument("--dtype", default=None, help="cast weights (e.g. bfloat16); default keeps the stored dtype")
+    p.add_argument("--dtype", default=None, help="cast weights (e.g. bfloat16); default keeps the stored dtype",
+                   **checked(dtype_name))
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(run=run)
 

@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 
-from tqjax.cli.options import (add_decode_flags, add_mesh_flag, add_model_flags, check_roles, decode_config, load_models,
-                                local_mesh, model_paths)
+from tqjax.cli.options import (add_decode_flags, add_mesh_flag, add_model_flags, check_roles, checked, decode_config,
+                                int_at_least, load_models, local_mesh, model_paths)
 from tqjax.cli.plan import add_budget_flag, auto_batch
 
 DEMO_PROMPTS = 6
@@ -21,8 +21,8 @@ def add_parser(sub) -> None:
     p.add_argument("--prompts", help="JSONL file of {\"id\", \"prompt\"}, {\"id\", \"prompt_ids\"} "
                                      "or {\"id\", \"messages\"} lines")
     p.add_argument("--out", help="output JSONL (id, tokens, text, reward, kl, logp_sft, log_ratio per line)")
-    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=0,
-                   help="prompts per batch (default 0: the largest that fits --memory-budget)")
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", default=0,
+                   **checked(int_at_least(0, " (0: auto)")), help="prompts per batch (default 0: the largest that fits --memory-budget)")
     add_budget_flag(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     add_mesh_flag(p)
@@ -31,8 +31,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    if args.batch_size < 0:
-        raise ValueError(f"--batch-size must be >= 0 (0: auto), got {args.batch_size}")
     if bool(args.prompts) != bool(args.out):
         raise ValueError("--prompts and --out go together (or give neither for the demo)")
     if args.prompts:

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import os
 
-from tqjax.cli.options import SHIPPED, add_decode_flags, decode_config, load_models
+from tqjax.cli.options import SHIPPED, add_decode_flags, checked, decode_config, dtype_name, int_at_least, load_models
 from tqjax.decoding.decode_plan import CANDIDATE_METHODS
 from tqjax.world.generator import EVAL_PROMPT_SEED as EVAL_SEED
 
@@ -27,9 +27,10 @@ def add_parser(sub) -> None:
                    help="reward model folder for every learned-RM row instead of <checkpoints>/reward (e.g. "
                         "<checkpoints>/reward-bpe: with a tokenizer of its own it reads the responses' text)")
     p.add_argument("--prompts", help="JSONL prompts (default: held-out prompts of the world task)")
-    p.add_argument("--n-prompts", "--n_prompts", dest="n_prompts", type=int, default=32,
+    p.add_argument("--n-prompts", "--n_prompts", dest="n_prompts", default=32, **checked(int_at_least(1)),
                    help="test prompts of the world task (every reported figure is over these)")
-    p.add_argument("--val-prompts", "--val_prompts", dest="val_prompts", type=int, default=None,
+    p.add_argument("--val-prompts", "--val_prompts", dest="val_prompts", default=None,
+                   **checked(int_at_least(0)),
                    help="validation prompts for choosing α (and N) with --alphas / --bon-ns; default: as many as "
                         "the test prompts (with --prompts: the file's last half); 0: no choice, frontier only")
     p.add_argument("--out", default="out/eval", help="output folder (eval.json, eval.md, frontier.png)")
@@ -46,10 +47,10 @@ def add_parser(sub) -> None:
     p.add_argument("--coherence-pooling", "--coherence_pooling", dest="coherence_pooling", default=None,
                    choices=("cls", "pooler", "mean"),
                    help="pooling of --coherence-model (default: the folder's sentence-transformers config)")
-    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=16,
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", default=16, **checked(int_at_least(1)),
                    help="rows in flight per method (continuous batching; default 16)")
     p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--dtype", default=None, help="cast weights on load (e.g. bfloat16)")
+    p.add_argument("--dtype", default=None, help="cast weights on load (e.g. bfloat16)", **checked(dtype_name))
     add_decode_flags(p)
     p.set_defaults(run=run)
 
@@ -179,10 +180,6 @@ def run(args) -> int:
         raise ValueError(f"unknown method(s) {unknown}; expected a subset of {list(METHODS)}")
     alphas = _numbers(args.alphas, "--alphas", float)
     bon_ns = _numbers(args.bon_ns, "--bon-ns", int)
-    if args.n_prompts < 1 or args.batch_size < 1:
-        raise ValueError("--n-prompts and --batch-size must be >= 1")
-    if args.val_prompts is not None and args.val_prompts < 0:
-        raise ValueError("--val-prompts must be >= 0")
     config = decode_config(args, max_new_tokens=48)
     result_file = os.path.join(args.out, "eval.json")
     if os.path.exists(result_file) and not args.overwrite:

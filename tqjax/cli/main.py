@@ -30,7 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:        # a bad flag (argparse printed it, exit status 2) or --help
+        return e.code
     try:
         return args.run(args) or 0
     except (ValueError, FileNotFoundError, FileExistsError) as e:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import math
 import os
 from pathlib import Path
 
@@ -14,6 +16,92 @@ SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "world"
 ROLES = {"sft": "sft", "baseline": "baseline-direct", "reward": "reward", "baseline_reward": None}
 
 
+class _Checked(argparse.Action):
+    """A flag whose value ``check(text)`` converts and checks while the command line is parsed: a
+    bad value is an argparse error (exit status 2) that names the flag, never a traceback."""
+
+    def __init__(self, *args, check, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.check = check
+
+    def __call__(self, parser, namespace, text, option_string=None):
+        try:
+            value = self.check(text)
+        except (TypeError, ValueError) as e:
+            parser.error(f"{self.option_strings[0]} {e}")
+        setattr(namespace, self.dest, value)
+
+
+def checked(check) -> dict:
+    """``add_argument`` keywords of a flag checked by ``check(text) -> value`` (raising
+    ValueError / TypeError with a message that reads after the flag's name)."""
+    return dict(action=_Checked, check=check)
+
+
+def int_at_least(least: int, note: str = ""):
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"must be an int, got {text!r}") from None
+        if value < least:
+            raise ValueError(f"must be >= {least}{note}, got {value}")
+        return value
+    return check
+
+
+def positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"must be a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"must be > 0, got {text}")
+    return value
+
+
+def dtype_name(text: str) -> str:
+    from tqjax.api.checks import check_dtype
+
+    try:
+        check_dtype("dtype", text)
+    except (TypeError, ValueError) as e:
+        raise ValueError(str(e).removeprefix("dtype ")) from None
+    return text
+
+
+def mesh_sizes(text: str) -> str:
+    """``DATA,MODEL``: two ints >= 1 (kept as text; `local_mesh` / `job_mesh` build the mesh)."""
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
+        raise ValueError(f"must be DATA,MODEL (two ints >= 1), got {text!r}")
+    return text
+
+
+def _config_check(field):
+    """Converts a flag's text to ``field``'s type and checks it as `DecodeConfig` does."""
+    def check(text: str):
+        if str(field.type) == "tuple":
+            try:
+                value = tuple(int(x) for x in text.split(",") if x.strip())
+            except ValueError:
+                raise ValueError(f"must be comma-separated token ids, got {text!r}") from None
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(str(field.type), type(field.default))
+            try:
+                value = kind(text)
+            except ValueError:
+                raise ValueError(f"must be {'an int' if kind is int else 'a number'}, got {text!r}") from None
+        try:
+            DecodeConfig(**{field.name: value})
+        except (TypeError, ValueError) as e:
+            message = str(e)
+            raise ValueError(message[len(field.name) + 1:] if message.startswith(f"{field.name} ")
+                             else f"is invalid: {message}") from None
+        return value
+    return check
+
+
 def add_decode_flags(p) -> None:
     """One flag per DecodeConfig field, same name (``--max-new-tokens`` or ``--max_new_tokens``)."""
     group = p.add_argument_group("decoding (tqjax.DecodeConfig fields)")
@@ -22,21 +110,11 @@ def add_decode_flags(p) -> None:
         if field.type in (bool, "bool"):
             group.add_argument(*flags, dest=field.name, action="store_true", default=None)
         elif str(field.type) == "tuple":
-            group.add_argument(*flags, dest=field.name, type=_int_list, default=None,
-                               metavar="ID,ID,...", help="comma-separated token ids")
+            group.add_argument(*flags, dest=field.name, default=None, metavar="ID,ID,...",
+                               help="comma-separated token ids", **checked(_config_check(field)))
         else:
-            kind = {"int": int, "float": float, "str": str}.get(str(field.type), type(field.default))
-            group.add_argument(*flags, dest=field.name, type=kind, default=None,
-                               help=f"default {field.default!r}")
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    import argparse
-
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated token ids, got {text!r}") from None
+            group.add_argument(*flags, dest=field.name, default=None,
+                               help=f"default {field.default!r}", **checked(_config_check(field)))
 
 
 def decode_config(args, **defaults) -> DecodeConfig:
@@ -55,7 +133,8 @@ def add_model_flags(p) -> None:
     group.add_argument("--reward", help="target reward model folder")
     group.add_argument("--baseline-reward", "--baseline_reward", dest="baseline_reward",
                        help="reward model the baseline was aligned to (indirect transfer)")
-    group.add_argument("--dtype", default=None, help="cast weights on load (e.g. bfloat16)")
+    group.add_argument("--dtype", default=None, help="cast weights on load (e.g. bfloat16)",
+                       **checked(dtype_name))
     group.add_argument("--checkpoints", default=str(SHIPPED),
                        help="folder of the world-task models used when no model folder is given")
 
@@ -95,7 +174,7 @@ def load_models(paths: dict, dtype=None) -> dict:
 
 
 def add_mesh_flag(p) -> None:
-    p.add_argument("--mesh", default=None, metavar="DATA,MODEL",
+    p.add_argument("--mesh", default=None, metavar="DATA,MODEL", **checked(mesh_sizes),
                    help="device mesh: prompts split over DATA, params tensor-parallel over MODEL. "
                         "Over this process's devices, or, in a multi-process `tqjax batch` whose "
                         "DATA×MODEL is every process's devices together, one mesh across hosts "

@@ -11,18 +11,20 @@ import os
 
 import numpy as np
 
-from tqjax.cli.options import add_decode_flags, add_model_flags, decode_config, model_paths
+from tqjax.cli.options import add_decode_flags, add_model_flags, checked, decode_config, int_at_least, model_paths
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("plan", help="estimate memory per device and the largest batch that fits")
     add_model_flags(p)
-    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=0,
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", default=0,
+                   **checked(int_at_least(0, " (0: the largest that fits)")),
                    help="batch to show the estimate for (default: the largest that fits)")
-    p.add_argument("--prompt-len", "--prompt_len", dest="prompt_len", type=int, default=128,
+    p.add_argument("--prompt-len", "--prompt_len", dest="prompt_len", default=128,
+                   **checked(int_at_least(1)),
                    help="longest prompt in tokens (default 128)")
-    p.add_argument("--data", type=int, default=1, help="devices on the mesh's data axis (prompts)")
-    p.add_argument("--model", type=int, default=1, help="devices on the mesh's model axis (tensor parallel)")
+    p.add_argument("--data", default=1, **checked(int_at_least(1)), help="devices on the mesh's data axis (prompts)")
+    p.add_argument("--model", default=1, **checked(int_at_least(1)), help="devices on the mesh's model axis (tensor parallel)")
     p.add_argument("--continuous", action="store_true",
                    help="plan rows in flight under continuous batching, as tqjax batch and tqjax eval "
                         "run them (no power-of-two bucket; room for the rows being inserted)")
@@ -33,7 +35,15 @@ def add_parser(sub) -> None:
 
 def add_budget_flag(p) -> None:
     p.add_argument("--memory-budget", "--memory_budget", dest="memory_budget", default=None,
+                   **checked(memory_size),
                    help="memory per device, e.g. 16GB or 512MiB (default: the device's memory)")
+
+
+def memory_size(text: str) -> str:
+    from tqjax.parallel.plan import parse_bytes
+
+    parse_bytes(text)
+    return text
 
 
 def budget(args) -> int:
@@ -84,11 +94,6 @@ def read_model_config(path: str):
 def run(args) -> int:
     from tqjax.parallel.plan import format_bytes, largest_batch, plan, suggest_chunk
 
-    for name in ("prompt_len", "data", "model"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.batch_size < 0:
-        raise ValueError(f"--batch-size must be >= 0 (0: the largest that fits), got {args.batch_size}")
     config = decode_config(args)
     read = {role: read_model_config(path) for role, path in model_paths(args).items()}
     configs = {role: cfg for role, (cfg, _) in read.items()}

@@ -8,6 +8,8 @@ import tempfile
 
 
 def add_parser(sub) -> None:
+    from tqjax.cli.options import checked, int_at_least, positive_number
+
     p = sub.add_parser("train", help="train models with optax (SFT, reward models, DPO)")
     tasks = p.add_subparsers(dest="task", required=True)
     w = tasks.add_parser("world", help="build sft, baseline-direct, baseline-indirect, reward, "
@@ -16,10 +18,11 @@ def add_parser(sub) -> None:
     w.add_argument("--only", default=None, choices=("reward-bpe",),
                    help="build only this model (the one that needs no other) and merge its entry into "
                         "--out's train_report.json; the other models in --out are left as they are")
-    w.add_argument("--seed", type=int, default=0)
-    w.add_argument("--steps-scale", type=float, default=1.0,
+    w.add_argument("--seed", default=0, **checked(int_at_least(0)))
+    w.add_argument("--steps-scale", default=1.0, **checked(positive_number),
                    help="multiply every run's number of steps (e.g. 0.1 for a quick try)")
-    w.add_argument("--onpolicy-rounds", "--onpolicy_rounds", dest="onpolicy_rounds", type=int, default=1,
+    w.add_argument("--onpolicy-rounds", "--onpolicy_rounds", dest="onpolicy_rounds", default=1,
+                   **checked(int_at_least(0)),
                    help="rounds of on-policy pairs for the target reward model (responses of sft, the DPO "
                         "baseline, best-of-N, ARGS, CD and TQ* ordered by the gold reward); 0 skips them")
     w.add_argument("--work-dir", default=None,
@@ -40,10 +43,6 @@ def _default_work_dir(out: str, seed: int, steps_scale: float) -> str:
 def run(args) -> int:
     from tqjax.train import world as recipe_lib
 
-    if args.steps_scale <= 0:
-        raise ValueError(f"--steps-scale must be > 0, got {args.steps_scale}")
-    if args.onpolicy_rounds < 0:
-        raise ValueError(f"--onpolicy-rounds must be >= 0, got {args.onpolicy_rounds}")
     only = None if args.only is None else (args.only,)
     existing = recipe_lib.existing_models(args.out, only or recipe_lib.MODELS)
     if existing and not args.overwrite:
