@@ -9,7 +9,7 @@ inputs reuse compiled programs; the swept numbers (α, β, temperatures, top_p) 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -261,7 +261,10 @@ def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), bat
     tokenizer, a prompt whose text outgrows the reader's context during decoding raises a
     `tqjax.ReaderContextError` naming it; with ``batch_size``, on_error(i, error) takes it instead
     and the other prompts are decoded as if it were not there (`tqjax.api.cross`,
-    ``diagnostics["failed"]``).
+    ``diagnostics["failed"]``). on_done and on_error must take two positional arguments.
+
+    Every argument is checked before any model is placed or program compiled
+    (`tqjax.api.checks`): a TypeError or ValueError names the argument.
     """
     check_instance("params", params, TQParams, "a tqjax.TQParams")
     check_instance("config", config, DecodeConfig, "a tqjax.DecodeConfig")

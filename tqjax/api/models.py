@@ -6,7 +6,6 @@ import os
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from tqjax.api.checks import check_lengths, check_load, check_model, check_save, check_tokens
 from tqjax.io import is_tqjax_checkpoint, load_checkpoint, load_hf, load_tokenizer, save_checkpoint
