@@ -58,3 +58,16 @@ def build(name: str, kind: str = "lm", seed: int = 0, dtype=torch.float32):
 def save(model, path) -> str:
     model.save_pretrained(path, safe_serialization=True)
     return str(path)
+
+
+def build_classifier(name: str, labels: list[str], seed: int = 0):
+    """A random ``*ForSequenceClassification`` with one head row per label (``id2label`` set)."""
+    torch.manual_seed(seed)
+    config = CONFIGS[name]()
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {label: i for i, label in enumerate(labels)}
+    model = transformers.AutoModelForSequenceClassification.from_config(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()

@@ -16,8 +16,13 @@ from tqjax.models import Model
 from tqjax.models.model import read_index
 
 
-def load(path: str, dtype=None, shardings=None, mesh=None) -> Model:
+def load(path: str, dtype=None, shardings=None, mesh=None, reward_label=None) -> Model:
     """A `Model` from a local Hugging Face folder or a tqjax checkpoint (never downloads).
+
+    A ``*ForSequenceClassification`` folder loads as a reward model whose reward is one logit:
+    ``reward_label`` (a name from its ``id2label``, e.g. ``"POSITIVE"``, or an int index) picks it,
+    and is needed when the head has several labels (the error lists them). It is an error for a
+    causal LM and for a tqjax checkpoint (whose reward head already has one score).
 
     ``dtype`` casts the weights (None keeps the stored dtype). ``mesh`` places the params by the
     sharding rules (`tqjax.parallel.shard_model`: kv heads fewer than the ``model`` axis are
@@ -28,11 +33,14 @@ def load(path: str, dtype=None, shardings=None, mesh=None) -> Model:
     check_folder(path)
     by_rules = mesh is not None and shardings is None
     if is_tqjax_checkpoint(path):
+        if reward_label is not None:
+            raise ValueError(f"reward_label={reward_label!r} applies to a Hugging Face classifier folder; the tqjax "
+                             f"checkpoint {path} already has a one-score reward head")
         if by_rules:
             shardings = param_shardings(read_config(path), mesh)
         config, params = load_checkpoint(path, dtype=dtype, shardings=shardings)
     else:
-        config, params = load_hf(path, dtype=dtype)
+        config, params = load_hf(path, dtype=dtype, reward_label=reward_label)
         if by_rules:
             shardings = param_shardings(config, mesh)
         if shardings is None:

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from tqjax.cli.options import add_decode_flags, add_model_flags, decode_config, model_paths
+from tqjax.cli.options import add_decode_flags, add_model_flags, decode_config, model_paths, reward_labels
 
 
 def add_parser(sub) -> None:
@@ -65,11 +65,13 @@ def auto_batch(args, params, config, prompts, continuous: bool = False):
                            max_batch=max(1, min(256, len(prompts))), continuous=continuous)
 
 
-def read_model_config(path: str):
-    """``(ModelConfig, bytes per weight)`` of a tqjax checkpoint or Hugging Face folder, no weights."""
+def read_model_config(path: str, reward_label=None):
+    """``(ModelConfig, bytes per weight)`` of a tqjax checkpoint or Hugging Face folder, no weights
+    (a classifier's ``reward_label`` is checked against its labels)."""
     from tqjax.io import config_from_hf, is_tqjax_checkpoint
     from tqjax.io.checkpoint import read_config
     from tqjax.io.hf import check_folder, read_hf_config
+    from tqjax.io.hf_config import label_index
 
     check_folder(path)
     if is_tqjax_checkpoint(path):
@@ -77,6 +79,7 @@ def read_model_config(path: str):
             dtype = json.load(f).get("dtype", "float32")
         return read_config(path), np.dtype(dtype).itemsize
     raw = read_hf_config(path)
+    label_index(raw, reward_label)
     dtype = 2 if (raw.get("torch_dtype") or raw.get("dtype")) in ("bfloat16", "float16") else 4
     return config_from_hf(raw), dtype
 
@@ -90,7 +93,8 @@ def run(args) -> int:
     if args.batch_size < 0:
         raise ValueError(f"--batch-size must be >= 0 (0: the largest that fits), got {args.batch_size}")
     config = decode_config(args)
-    read = {role: read_model_config(path) for role, path in model_paths(args).items()}
+    labels = reward_labels(args)
+    read = {role: read_model_config(path, labels.get(role)) for role, path in model_paths(args).items()}
     configs = {role: cfg for role, (cfg, _) in read.items()}
     dtype = args.dtype or {2: "bfloat16", 4: "float32"}[max(nbytes for _, nbytes in read.values())]
     # one device is planned as `tqjax.decode` without a mesh runs it
