@@ -102,7 +102,10 @@ def encode(w: np.ndarray, qtype):
 
 def write(path, model, tokenizer: Tokenizer, arch: str = "llama", qtype=gguf.GGMLQuantizationType.F32,
           pre: str = "smollm", add_bos: bool = False, drop=(), extra_meta=None, tensors=None) -> str:
-    """Write ``model`` + ``tokenizer`` as a GGUF file at ``path``; returns the path."""
+    """Write ``model`` + ``tokenizer`` as a GGUF file at ``path``; returns the path.
+
+    ``tensors`` replaces the model's (llama.cpp names); a value ``(data, ggml type)`` is written as is.
+    """
     c = model.config
     w = gguf.GGUFWriter(str(path), arch)
     w.add_name("tiny")
@@ -135,7 +138,7 @@ def write(path, model, tokenizer: Tokenizer, arch: str = "llama", qtype=gguf.GGM
     for name, value in (tensors or gguf_tensors(model, arch)).items():
         if name in drop:
             continue
-        data, raw = encode(value, qtype)
+        data, raw = value if isinstance(value, tuple) else encode(value, qtype)
         w.add_tensor(name, data, raw_dtype=raw)
     w.write_header_to_file()
     w.write_kv_data_to_file()
