@@ -162,7 +162,7 @@ def dequantize(tensor, path: str = "") -> np.ndarray:
         raise UnsupportedModelError(f"{path}: tensor {tensor.name} has ggml type {kind}, which tqjax does not "
                                     f"dequantise (supported: {', '.join(TYPES)})")
     try:
-        values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+        values = gguf.quants.dequantize(np.array(tensor.data), tensor.tensor_type)   # a plain array: slicing a memmap is slow
     except (ValueError, NotImplementedError) as e:
         raise CheckpointError(f"{path}: tensor {tensor.name} ({kind}) could not be dequantised: {e}") from None
     shape = tuple(int(d) for d in reversed(tensor.shape.tolist()))
