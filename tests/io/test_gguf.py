@@ -59,6 +59,20 @@ def test_quantized_types_match_transformers(llama, tok, tmp_path, qtype):
         np.testing.assert_allclose(ours, torch_logits(llama), atol=0.2)
 
 
+def test_reader_agrees_with_gguf_package(llama, tok, tmp_path):
+    from tqjax.io.gguf import dequantize
+    from tqjax.io.gguf_reader import read_gguf
+
+    path = G.write(tmp_path / "m.gguf", llama, tok, qtype=Q.Q4_K)
+    meta, tensors = read_gguf(path)
+    reader = gguf.GGUFReader(path)
+    assert meta == {k: f.contents() for k, f in reader.fields.items() if not k.startswith("GGUF.")}
+    assert [t.name for t in tensors] == [t.name for t in reader.tensors]
+    for ours, theirs in zip(tensors, reader.tensors):
+        expected = gguf.quants.dequantize(theirs.data, theirs.tensor_type)
+        np.testing.assert_array_equal(dequantize(ours), expected)
+
+
 def test_qwen2_has_biases_and_no_row_permutation(tok, tmp_path):
     qwen = G.hf_model("qwen2", tok.get_vocab_size(), seed=1)
     path = G.write(tmp_path / "q.gguf", qwen, tok, arch="qwen2", pre="qwen2")

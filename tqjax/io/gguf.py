@@ -4,11 +4,12 @@ What a file becomes:
 
 - **Config** from the ``<arch>.*`` metadata (architectures ``llama`` and ``qwen2``; anything else,
   and any ``<arch>.*`` key that would change the math, is refused with the key named).
-- **Weights** dequantised with ``gguf.quants`` (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the
-  K-quants Q2_K..Q6_K) to float32, or to ``dtype``. llama.cpp's converter stores a Llama's q and k
-  projections with the rows of every head reordered for its interleaved ("normal") RoPE; they are
-  put back in Hugging Face's half-split order here, so the same rotary code runs both. Qwen2 files
-  use the NeoX-style RoPE and are stored unpermuted. No ``output.weight`` means tied embeddings.
+- **Weights** read by `tqjax.io.gguf_reader` and dequantised with ``gguf.quants`` (F32, F16, BF16,
+  Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the K-quants Q2_K..Q6_K) to float32, or to ``dtype``.
+  llama.cpp's converter stores a Llama's q and k projections with the rows of every head
+  reordered for its interleaved ("normal") RoPE; they are put back in Hugging Face's half-split
+  order here, so the same rotary code runs both. Qwen2 files use the NeoX-style RoPE and are
+  stored unpermuted. No ``output.weight`` means tied embeddings.
 - **Tokenizer** from the ``tokenizer.*`` metadata (`tqjax.io.gguf_tokenizer`).
 
 Special tokens follow the file, as llama.cpp reads it: ``bos_token_id`` / ``eos_token_id`` /
@@ -28,10 +29,11 @@ import os
 import numpy as np
 
 from tqjax.io.errors import CheckpointError, UnsupportedModelError
+from tqjax.io.gguf_reader import MAGIC, Tensor, read_gguf
 from tqjax.io.hf_weights import convert
 from tqjax.models.config import ModelConfig
 
-MAGIC = b"GGUF"
+CHUNK = 1 << 16     # blocks dequantised at a time (bounds the temporaries)
 ARCHS = ("llama", "qwen2")
 # ggml tensor types that gguf.quants dequantises and tqjax accepts
 TYPES = ("F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
@@ -62,30 +64,6 @@ def is_gguf(path: str) -> bool:
         return True
     with open(path, "rb") as f:
         return f.read(4) == MAGIC
-
-
-def open_gguf(path: str):
-    """A ``gguf.GGUFReader`` of ``path``; CheckpointError for a file that is not a whole GGUF."""
-    import gguf
-
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic != MAGIC:
-        raise CheckpointError(f"{path}: not a GGUF file (starts with {magic!r}, expected {MAGIC!r})")
-    try:
-        return gguf.GGUFReader(path)
-    except Exception as e:   # the reader raises ValueError, IndexError, KeyError ... on damaged files
-        raise CheckpointError(f"{path}: corrupt or truncated GGUF file ({type(e).__name__}: {e})") from None
-
-
-def read_metadata(reader) -> dict:
-    """Every metadata field as a Python value (strings, numbers, lists)."""
-    meta = {}
-    for key, field in reader.fields.items():
-        if key.startswith("GGUF."):
-            continue
-        meta[key] = field.contents()
-    return meta
 
 
 def config_from_gguf(meta: dict, tensor_shapes: dict, path: str = "") -> ModelConfig:
@@ -153,28 +131,27 @@ def unpermute(w: np.ndarray, heads: int) -> np.ndarray:
     return w.reshape(heads, pairs, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def dequantize(tensor, path: str = "") -> np.ndarray:
-    """One reader tensor as a float32 numpy array in numpy order (``[out, in]`` for a matrix)."""
+def dequantize(tensor: Tensor, path: str = "") -> np.ndarray:
+    """One tensor as a float32 numpy array in numpy order (``[out, in]`` for a matrix)."""
     import gguf
 
-    kind = tensor.tensor_type.name
+    kind = tensor.qtype.name
     if kind not in TYPES:
         raise UnsupportedModelError(f"{path}: tensor {tensor.name} has ggml type {kind}, which tqjax does not "
                                     f"dequantise (supported: {', '.join(TYPES)})")
-    try:
-        values = gguf.quants.dequantize(np.array(tensor.data), tensor.tensor_type)   # a plain array: slicing a memmap is slow
-    except (ValueError, NotImplementedError) as e:
-        raise CheckpointError(f"{path}: tensor {tensor.name} ({kind}) could not be dequantised: {e}") from None
-    shape = tuple(int(d) for d in reversed(tensor.shape.tolist()))
-    if values.shape != shape:
-        raise CheckpointError(f"{path}: tensor {tensor.name} dequantises to {values.shape}, its header says {shape}")
-    return np.asarray(values, np.float32)
+    if kind in ("F32", "F16"):
+        return tensor.data.view(np.float32 if kind == "F32" else np.float16).astype(np.float32).reshape(tensor.shape)
+    size = gguf.GGML_QUANT_SIZES[tensor.qtype][1]
+    blocks = tensor.data.reshape(-1, size)
+    codec = getattr(gguf.quants, kind)     # gguf's numpy codec of this type, run over all blocks at once
+    chunks = [codec.dequantize_blocks(blocks[i:i + CHUNK]).reshape(-1) for i in range(0, len(blocks), CHUNK)]
+    return np.concatenate(chunks).astype(np.float32, copy=False).reshape(tensor.shape)
 
 
-def hf_tensors(reader, config: ModelConfig, arch: str, path: str = "") -> dict:
+def hf_tensors(tensors: list[Tensor], config: ModelConfig, arch: str, path: str = "") -> dict:
     """The file's tensors under Hugging Face names, dequantised, q/k rows in Hugging Face order."""
     out = {}
-    for tensor in reader.tensors:
+    for tensor in tensors:
         name = tensor.name
         if name.startswith("blk."):
             index, _, rest = name[4:].partition(".")
@@ -185,6 +162,8 @@ def hf_tensors(reader, config: ModelConfig, arch: str, path: str = "") -> dict:
         if hf is None:
             hint = " (Llama 3 RoPE frequency factors)" if name == "rope_freqs.weight" else ""
             raise UnsupportedModelError(f"{path}: unexpected tensor {name}{hint} for architecture {arch}")
+        if hf in out:
+            raise CheckpointError(f"{path}: tensor {name} appears twice")
         value = dequantize(tensor, path)
         if arch == "llama" and (".attn_q." in name or ".attn_k." in name):
             value = unpermute(value, config.n_heads if ".attn_q." in name else config.n_kv_heads)
@@ -198,11 +177,9 @@ def load_gguf(path: str, dtype=None):
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"GGUF file {path!r} does not exist (tqjax never downloads)")
-    reader = open_gguf(path)
-    meta = read_metadata(reader)
-    shapes = {t.name: tuple(int(d) for d in reversed(t.shape.tolist())) for t in reader.tensors}
-    config = config_from_gguf(meta, shapes, path)
-    tensors = hf_tensors(reader, config, meta["general.architecture"], path)
+    meta, table = read_gguf(path)
+    config = config_from_gguf(meta, {t.name: t.shape for t in table}, path)
+    tensors = hf_tensors(table, config, meta["general.architecture"], path)
     try:
         params = convert(config, tensors)
     except CheckpointError as e:
