@@ -101,7 +101,7 @@ def encode(w: np.ndarray, qtype):
 
 
 def write(path, model, tokenizer: Tokenizer, arch: str = "llama", qtype=gguf.GGMLQuantizationType.F32,
-          pre: str = "smollm", add_bos: bool = False, drop=(), extra_meta=None, tensors=None) -> str:
+          pre: str = "smollm", model_type: str = "gpt2", add_bos: bool = False, drop=(), extra_meta=None, tensors=None) -> str:
     """Write ``model`` + ``tokenizer`` as a GGUF file at ``path``; returns the path.
 
     ``tensors`` replaces the model's (llama.cpp names); a value ``(data, ggml type)`` is written as is.
@@ -123,7 +123,7 @@ def write(path, model, tokenizer: Tokenizer, arch: str = "llama", qtype=gguf.GGM
         w.add_uint32(key, value) if isinstance(value, int) else w.add_string(key, value)
     vocab = tokenizer.get_vocab()
     tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
-    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_model(model_type)
     w.add_tokenizer_pre(pre)
     w.add_token_list(tokens)
     w.add_token_types([3 if t in SPECIALS else 1 for t in tokens])

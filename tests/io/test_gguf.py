@@ -209,3 +209,9 @@ def test_unknown_pre_tokenizer(llama, tok, tmp_path):
     path = G.write(tmp_path / "m.gguf", llama, tok, pre="some-new-model")
     with pytest.raises(tqjax.UnsupportedModelError, match="tokenizer.ggml.pre='some-new-model' is not supported"):
         tqjax.load(path)
+
+
+def test_sentencepiece_vocabulary_is_refused(llama, tok, tmp_path):
+    path = G.write(tmp_path / "m.gguf", llama, tok, model_type="llama")
+    with pytest.raises(tqjax.UnsupportedModelError, match="tokenizer model 'llama' is not supported"):
+        tqjax.load(path)
