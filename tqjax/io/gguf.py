@@ -185,7 +185,7 @@ def load_gguf(path: str, dtype=None):
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {_gguf_names(str(e))}") from None
     if dtype is not None:
-        params = {k: v for k, v in _cast(params, dtype).items()}
+        params = _cast(params, dtype)
     return config, params, tokenizer_from_gguf(meta, path)
 
 
