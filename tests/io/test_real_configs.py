@@ -117,6 +117,25 @@ def test_stop_list_and_pad_id_of_the_generation_config(tmp_path):
     assert config.eos_token_id == (151643, 151645) and config.pad_token_id is None
 
 
+GENERATION = sorted(n for n in NAMES if os.path.isfile(os.path.join(ROOT, n, "generation_config.json")))
+
+
+def test_generation_configs_are_stored():
+    assert GENERATION == ["llama-3.1-8b-instruct"]
+
+
+@pytest.mark.parametrize("name", GENERATION)
+def test_stop_set_is_the_shipped_generation_configs_eos_list(name):
+    from tqjax.io.hf import read_stop_ids
+
+    with open(os.path.join(ROOT, name, "generation_config.json")) as f:
+        eos = json.load(f)["eos_token_id"]
+    config = read_stop_ids(os.path.join(ROOT, name), config_from_hf(raw(name)))
+    assert config.eos_token_id == tuple(sorted(eos)) == (128001, 128008, 128009)
+    # with only config.json's spelling of the same list, the same set
+    assert config_from_hf(raw(name)).eos_token_id == config.eos_token_id
+
+
 # --- parity: each real config with only its sizes shrunk --------------------------------------
 
 def shrink(cfg: dict) -> dict:
