@@ -45,6 +45,7 @@ EXPECTED = {   # (n_heads, n_kv_heads, head_dim, sliding_window, layer_types, ro
     "gemma-2-2b": (8, 4, 256, 4096, GEMMA2_TYPES * 13, 10000.0, None, (1,), 0),
     "gemma-2-2b-it": (8, 4, 256, 4096, GEMMA2_TYPES * 13, 10000.0, None, (1, 107), 0),
     "gemma-2-9b": (16, 8, 256, 4096, GEMMA2_TYPES * 21, 10000.0, None, (1,), 0),
+    "gemma-2-9b-it": (16, 8, 256, 4096, GEMMA2_TYPES * 21, 10000.0, None, (1,), 0),
     "gemma-3-270m": (4, 1, 256, 512, GEMMA3_TYPES * 3, 1e6, None, (1,), 0),
     "gpt2-medium": (16, 16, 64, None, (), 10000.0, None, (50256,), None),
     "smollm2-135m": (9, 3, 64, None, (), 1e5, None, (2,), 2),
@@ -74,7 +75,7 @@ def test_family_flags():
     assert config_from_hf(raw("qwen3-8b")).qk_norm and not config_from_hf(raw("qwen2.5-7b")).qk_norm
     assert config_from_hf(raw("qwen2.5-7b")).qkv_bias and not config_from_hf(raw("qwen2.5-7b")).out_bias
     assert config_from_hf(raw("llama-3.1-8b")).rope_scaling == ("llama3", 8.0, 1.0, 4.0, 8192)
-    for name, scalar in (("gemma-2-2b", 256), ("gemma-2-2b-it", 256), ("gemma-2-9b", 256)):   # 9B: 256 too (27B: 144)
+    for name, scalar in (("gemma-2-2b", 256), ("gemma-2-2b-it", 256), ("gemma-2-9b", 256), ("gemma-2-9b-it", 256)):   # 9B: 256 too (27B: 144)
         g2 = config_from_hf(raw(name))
         assert (g2.attn_softcap, g2.final_softcap, g2.attn_scale) == (50.0, 30.0, scalar ** -0.5)
         assert (g2.norm_offset, g2.embed_scale, g2.sandwich_norms, g2.qk_norm) == (1.0, True, True, False)
@@ -111,8 +112,20 @@ def test_stop_list_and_pad_id_of_the_generation_config(tmp_path):
     (as Qwen2.5 ships) is not the reward model's pad: transformers' classifier reads config.json's."""
     from tqjax.io.hf import read_stop_ids
 
-    (tmp_path / "generation_config.json").write_text(json.dumps(
-        {"bos_token_id": 151643, "pad_token_id": 151643, "eos_token_id": [151645, 151643], "do_sample": True}))
+    (tmp_path / "generation_config.json").write_text("""{
+  "bos_token_id": 151643,
+  "pad_token_id": 151643,
+  "do_sample": true,
+  "eos_token_id": [
+    151645,
+    151643
+  ],
+  "repetition_penalty": 1.05,
+  "temperature": 0.7,
+  "top_p": 0.8,
+  "top_k": 20,
+  "transformers_version": "4.37.0"
+}""")   # Qwen/Qwen2.5-7B-Instruct's file as shipped (its config.json is not among the fixtures)
     config = read_stop_ids(str(tmp_path), config_from_hf(raw("qwen2.5-7b")))
     assert config.eos_token_id == (151643, 151645) and config.pad_token_id is None
 
@@ -121,17 +134,18 @@ GENERATION = sorted(n for n in NAMES if os.path.isfile(os.path.join(ROOT, n, "ge
 
 
 def test_generation_configs_are_stored():
-    assert GENERATION == ["llama-3.1-8b-instruct"]
+    assert GENERATION == ["gemma-2-9b-it", "llama-3.1-8b-instruct"]
 
 
-@pytest.mark.parametrize("name", GENERATION)
-def test_stop_set_is_the_shipped_generation_configs_eos_list(name):
+@pytest.mark.parametrize("name,stops", [("llama-3.1-8b-instruct", (128001, 128008, 128009)), ("gemma-2-9b-it", (1,))])
+def test_stop_set_is_the_shipped_generation_configs_eos_list(name, stops):
+    """An eos list (Llama 3.1) and a single int (Gemma 2 9B-it's early file) as shipped."""
     from tqjax.io.hf import read_stop_ids
 
     with open(os.path.join(ROOT, name, "generation_config.json")) as f:
         eos = json.load(f)["eos_token_id"]
     config = read_stop_ids(os.path.join(ROOT, name), config_from_hf(raw(name)))
-    assert config.eos_token_id == tuple(sorted(eos)) == (128001, 128008, 128009)
+    assert config.eos_token_id == tuple(sorted(eos if isinstance(eos, list) else [eos])) == stops
     # with only config.json's spelling of the same list, the same set
     assert config_from_hf(raw(name)).eos_token_id == config.eos_token_id
 
