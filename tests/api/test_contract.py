@@ -81,6 +81,10 @@ ROWS = [
     ("load", "mesh", "2,4", TypeError, TYPE),
     ("load", "mesh", (2, 4), TypeError, TYPE),
     ("load", "mesh", Use("mesh_xy"), ValueError, RANGE),
+    ("load", "reward_label", 2.5, TypeError, TYPE),
+    ("load", "reward_label", True, TypeError, TYPE),
+    ("load", "reward_label", -1, ValueError, RANGE),
+    ("load", "path", "/nonexistent/tqjax-model.gguf", FileNotFoundError, RANGE),
     # tqjax.save
     ("save", "model", None, TypeError, NONE),
     ("save", "model", Use("toy"), TypeError, TYPE),

@@ -31,12 +31,21 @@ def with_eos(model, eos):
 
 
 def transformer_params(arch, seed=0, eos=2):
+    """Random tiny sft, baseline, reward and a second reward model of ``arch`` (a `ModelConfig.tiny`
+    arch, or a name of `tests.models.families.FAMILIES`)."""
+    from tests.models.families import FAMILIES
     from tqjax.models import ModelConfig, init_model
+
+    def config(kind="lm"):
+        if arch in FAMILIES:
+            return FAMILIES[arch].replace(kind=kind, eos_token_id=eos)
+        return ModelConfig.tiny(arch=arch, kind=kind, eos_token_id=eos)
+
     ks = jax.random.split(jax.random.key(seed), 8)
-    sft = spread(init_model(ModelConfig.tiny(arch=arch, eos_token_id=eos), ks[0]), ks[4])
-    bl = spread(init_model(ModelConfig.tiny(arch=arch, eos_token_id=eos), ks[1]), ks[5])
-    rm = spread(init_model(ModelConfig.tiny(arch=arch, kind="reward", eos_token_id=eos), ks[2]), ks[6])
-    rbl = spread(init_model(ModelConfig.tiny(arch=arch, kind="reward", eos_token_id=eos), ks[3]), ks[7])
+    sft = spread(init_model(config(), ks[0]), ks[4])
+    bl = spread(init_model(config(), ks[1]), ks[5])
+    rm = spread(init_model(config("reward"), ks[2]), ks[6])
+    rbl = spread(init_model(config("reward"), ks[3]), ks[7])
     return TQParams(sft, bl, rm), rbl
 
 

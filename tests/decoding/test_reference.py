@@ -13,16 +13,17 @@ from tqjax.decoding import DecodeConfig
 TQ = DecodeConfig(method="tq", k=3, horizon=3, rollouts=2, max_new_tokens=5, seed=3, rollout_temperature=1.0)
 
 # (config, archs it runs on): every method on llama, the tq family again on gpt2, tq and plain
-# decoding on GPT-NeoX (partial rotary, parallel residual).
+# decoding on GPT-NeoX (partial rotary, parallel residual), TQ* on the Gemma-style model (every
+# newer-family feature, sliding windows shorter than the sequences) and plain decoding on Phi-3's.
 CASES = {
-    "tq": (TQ, ("llama", "gpt2", "neox")),
+    "tq": (TQ, ("llama", "gpt2", "neox", "gemma")),
     "cd": (TQ.replace(method="cd", rollout_temperature=0.0), ("llama",)),
     "args": (TQ.replace(method="args", alpha=2.0), ("gpt2",)),
     "tq-indirect-implicit": (TQ.replace(transfer="indirect", beta=0.5, select="sample"), ("llama",)),
     "tq-indirect-model": (TQ.replace(transfer="indirect", beta=2.0, proposal="baseline"), ("gpt2",)),
     "bon": (DecodeConfig(method="bon", n=3, temperature=1.0, top_k=20, max_new_tokens=5, seed=1),
             ("llama", "gpt2")),
-    "sft": (DecodeConfig(method="sft", max_new_tokens=5), ("llama", "gpt2", "neox")),
+    "sft": (DecodeConfig(method="sft", max_new_tokens=5), ("llama", "gpt2", "neox", "phi3")),
     "baseline": (DecodeConfig(method="baseline", temperature=0.8, top_p=0.9, max_new_tokens=5),
                  ("llama",)),
 }

@@ -41,10 +41,19 @@ def test_pickled_weights_are_refused(good, tmp_path):
         tqjax.load(str(tmp_path))
 
 
-def test_remote_code_is_refused(good, tmp_path):
-    path = clone(good, tmp_path, config=lambda c: {**c, "auto_map": {"AutoModel": "modeling_x.X"}})
-    with pytest.raises(tqjax.UnsupportedModelError, match="remote code"):
+def test_remote_code_only_type_is_refused(good, tmp_path):
+    path = clone(good, tmp_path, config=lambda c: {**c, "model_type": "x-vendor",
+                                                   "auto_map": {"AutoModel": "modeling_x.X"}})
+    with pytest.raises(tqjax.UnsupportedModelError, match="'x-vendor'.*only as remote code.*never runs"):
         tqjax.load(path)
+
+
+def test_auto_map_of_a_native_type_loads(good, tmp_path):
+    """Phi-3 and others ship an auto_map although transformers implements them: tqjax's own code reads them."""
+    path = clone(good, tmp_path, config=lambda c: {**c, "auto_map": {"AutoModelForCausalLM": "modeling_x.X"}})
+    tokens = np.arange(3, 13)[None]
+    np.testing.assert_array_equal(np.asarray(tqjax.logits(tqjax.load(path), tokens)),
+                                  np.asarray(tqjax.logits(tqjax.load(good), tokens)))
 
 
 def test_unknown_architecture(good, tmp_path):
@@ -53,22 +62,34 @@ def test_unknown_architecture(good, tmp_path):
         tqjax.load(path)
 
 
-def test_unhandled_config_field(good, tmp_path):
-    path = clone(good, tmp_path, config=lambda c: {**c, "alibi_slopes": True})
-    with pytest.raises(tqjax.UnsupportedModelError, match="unhandled config field.*alibi_slopes"):
+def test_bookkeeping_fields_are_ignored(good, tmp_path):
+    """Fields that no forward reads (SmolLM2's unk_token_id, GPT-2 XL's output_past, ...) load."""
+    path = clone(good, tmp_path, config=lambda c: {**c, "unk_token_id": 0, "output_past": True, "alibi_slopes": True})
+    assert tqjax.load(path).config == tqjax.load(good).config
+
+
+def test_unimplemented_value_of_a_math_field(good, tmp_path):
+    path = clone(good, tmp_path, config=lambda c: {**c, "hidden_act": "relu2"})
+    with pytest.raises(tqjax.UnsupportedModelError, match="config field hidden_act='relu2' is not supported"):
+        tqjax.load(path)
+
+
+def test_invalid_value_is_named(good, tmp_path):
+    path = clone(good, tmp_path, config=lambda c: {**c, "num_hidden_layers": "two"})
+    with pytest.raises(tqjax.CheckpointError, match="not a valid llama config.*num_hidden_layers"):
         tqjax.load(path)
 
 
 def test_unsupported_rope_scaling(good, tmp_path):
     path = clone(good, tmp_path, config=lambda c: {**c, "rope_parameters": {"rope_type": "yarn", "factor": 2.0}})
-    with pytest.raises(tqjax.UnsupportedModelError, match="rope scaling type 'yarn'"):
+    with pytest.raises(tqjax.UnsupportedModelError, match="rope_parameters.rope_type='yarn' is not supported"):
         tqjax.load(path)
 
 
-def test_multi_label_classifier_is_not_a_reward_model(good, tmp_path):
+def test_multi_label_classifier_needs_a_label(good, tmp_path):
     path = clone(good, tmp_path, config=lambda c: {**c, "architectures": ["LlamaForSequenceClassification"],
                                                    "id2label": {"0": "a", "1": "b"}})
-    with pytest.raises(tqjax.UnsupportedModelError, match="2 labels"):
+    with pytest.raises(ValueError, match="2 labels.*'a'.*'b'.*reward_label="):
         tqjax.load(path)
 
 

@@ -7,13 +7,15 @@ import pytest
 
 import tqjax
 from tqjax.models import ModelConfig, init_model
+from tests.models.families import FAMILIES
 
-ARCHS = ["llama", "gpt2", "neox"]
+ARCHS = ["llama", "gpt2", "neox"] + list(FAMILIES)
 
 
 @pytest.fixture(scope="module", params=ARCHS)
 def model(request):
-    return init_model(ModelConfig.tiny(request.param), jax.random.key(3))
+    config = FAMILIES.get(request.param) or ModelConfig.tiny(request.param)
+    return init_model(config, jax.random.key(3))
 
 
 def tokens(seed, shape):

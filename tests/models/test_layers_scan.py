@@ -9,6 +9,7 @@ import pytest
 import tqjax
 from tqjax.api.decode import TQParams, prepare
 from tqjax.decoding import Knobs, engine, plan_for
+from tests.models.families import GEMMA
 from tqjax.models import ModelConfig, init_model, transformer
 
 
@@ -74,13 +75,15 @@ def test_shallow_models_run_unrolled_in_the_loops():
         three.count("stablehlo.dot_general")
 
 
-@pytest.mark.parametrize("arch", ["llama", "gpt2", "neox"])
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "neox", "gemma"])
 def test_split_layers_gives_the_same_outputs(arch):
-    model = init_model(ModelConfig.tiny(arch, n_layers=3), jax.random.key(1))
+    """Unrolled (each layer's window and RoPE base static) and scanned (traced) give the same."""
+    config = GEMMA if arch == "gemma" else ModelConfig.tiny(arch, n_layers=3)
+    model = init_model(config, jax.random.key(1))
     split = model.for_loops()
     assert isinstance(split.params["layers"], tuple) and len(split.params["layers"]) == 3
     assert split.for_loops() is split
-    deep = init_model(ModelConfig.tiny(arch, n_layers=transformer.UNROLL_LAYERS + 1), jax.random.key(1))
+    deep = init_model(config.replace(n_layers=transformer.UNROLL_LAYERS + 1, layer_types=()), jax.random.key(1))
     assert deep.for_loops() is deep                      # deeper: the scan stays
     tok_BT, tok_B = jnp.arange(12).reshape(2, 6) % 7 + 1, jnp.array([3, 4])
     start_B = jnp.array([0, 2])

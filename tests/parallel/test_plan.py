@@ -207,3 +207,12 @@ def test_plan_command_plans_continuous_batching(tmp_path, capsys):
     assert "continuous batching" in out and f"most rows in flight that fits 40.00 MiB per device: {best}" in out
     assert main(argv + ["--batch-size", "12"]) == 0
     assert "batch 12," in capsys.readouterr().out        # not bucketed to 16
+
+
+def test_the_planner_counts_every_weight_of_the_newer_families():
+    from tests.models.families import GEMMA
+    from tqjax.parallel.plan import param_bytes
+    model = init_model(GEMMA, jax.random.key(0))
+    stored = sum(x.size for x in jax.tree.leaves(model.params))
+    assert "post_attn_norm" in model.params["layers"] and "q_norm" in model.params["layers"]
+    assert param_bytes(GEMMA, 4, {}) == 4 * stored

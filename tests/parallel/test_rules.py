@@ -112,3 +112,13 @@ def test_load_restores_into_the_mesh(tmp_path):
     np.testing.assert_array_equal(np.asarray(up), np.asarray(model.params["layers"]["up_DF"]))
     tokens = np.arange(3, 15)[None]
     np.testing.assert_allclose(np.asarray(tqjax.logits(back, tokens)), np.asarray(tqjax.logits(model, tokens)), atol=1e-5)
+
+
+def test_the_newer_families_weights_follow_the_rules_table():
+    """Gemma's sandwich norms and the q/k norms (Gemma 3, Qwen3) are replicated; the rest as Llama."""
+    from tests.models.families import GEMMA
+    model = shard_model(init_model(GEMMA.replace(n_heads=8, n_kv_heads=8), jax.random.key(0)), make_mesh(2, 4))
+    layers = model.params["layers"]
+    assert layers["q_norm"]["scale"].shape == (3, 8) and layers["q_norm"]["scale"].sharding.spec == P(None, None)
+    assert layers["post_mlp_norm"]["scale"].sharding.spec == P(None, None)
+    assert layers["q_DNH"].sharding.spec == P(None, None, "model", None)

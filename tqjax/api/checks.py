@@ -128,9 +128,14 @@ def check_model(name: str, model, kind: str | None = None) -> None:
                          f"model{use}")
 
 
-def check_load(path, dtype, shardings, mesh) -> None:
+def check_load(path, dtype, shardings, mesh, reward_label=None) -> None:
     check_path("path", path)
     check_dtype("dtype", dtype)
+    if reward_label is not None:
+        if isinstance(reward_label, bool) or not isinstance(reward_label, (str, int)):
+            raise TypeError(f"reward_label must be a label name (str) or an index (int), got {given(reward_label)}")
+        if reward_label == "" or (isinstance(reward_label, int) and reward_label < 0):
+            raise ValueError(f"reward_label must be a non-empty name or an index >= 0, got {reward_label!r}")
     if shardings is not None:
         leaves = jax.tree.leaves(shardings)
         if not leaves or not all(isinstance(s, jax.sharding.Sharding) for s in leaves):

@@ -10,37 +10,56 @@ import jax.numpy as jnp
 from tqjax.api.checks import check_lengths, check_load, check_model, check_save, check_tokens
 from tqjax.io import is_tqjax_checkpoint, load_checkpoint, load_hf, load_tokenizer, save_checkpoint
 from tqjax.io.checkpoint import read_config
+from tqjax.io.gguf import is_gguf, load_gguf
 from tqjax.io.hf import check_folder
 from tqjax.parallel import param_shardings, shard_model
 from tqjax.models import Model
 from tqjax.models.model import read_index
 
 
-def load(path: str, dtype=None, shardings=None, mesh=None) -> Model:
-    """A `Model` from a local Hugging Face folder or a tqjax checkpoint (never downloads).
+def load(path: str, dtype=None, shardings=None, mesh=None, reward_label=None) -> Model:
+    """A `Model` from a local Hugging Face folder, a tqjax checkpoint or a llama.cpp ``.gguf`` file
+    (never downloads).
 
-    ``dtype`` casts the weights (None keeps the stored dtype). ``mesh`` places the params by the
-    sharding rules (`tqjax.parallel.shard_model`: kv heads fewer than the ``model`` axis are
+    A ``*ForSequenceClassification`` folder loads as a reward model whose reward is one logit:
+    ``reward_label`` (a name from its ``id2label``, e.g. ``"POSITIVE"``, or an int index) picks it,
+    and is needed when the head has several labels (the error lists them). It is an error for a
+    causal LM, a GGUF file and a tqjax checkpoint (whose reward head already has one score).
+
+    ``dtype`` casts the weights (None keeps the stored dtype; a GGUF file is dequantised to
+    float32). ``mesh`` places the params by the sharding rules (`tqjax.parallel.shard_model`: kv heads fewer than the ``model`` axis are
     replicated, and ``config.n_kv_heads`` then counts the copies); ``shardings``, a pytree of
     ``jax.sharding.Sharding`` shaped like the params, places them explicitly.
     """
-    check_load(path, dtype, shardings, mesh)
+    check_load(path, dtype, shardings, mesh, reward_label)
     path = os.path.abspath(os.fspath(path))
-    check_folder(path)
+    gguf = is_gguf(path)
+    if not gguf:
+        check_folder(path)
     by_rules = mesh is not None and shardings is None
+    tokenizer = None
     if is_tqjax_checkpoint(path):
+        if reward_label is not None:
+            raise ValueError(f"reward_label={reward_label!r} applies to a Hugging Face classifier folder; the tqjax "
+                             f"checkpoint {path} already has a one-score reward head")
         if by_rules:
             shardings = param_shardings(read_config(path), mesh)
         config, params = load_checkpoint(path, dtype=dtype, shardings=shardings)
     else:
-        config, params = load_hf(path, dtype=dtype)
+        if gguf:
+            if reward_label is not None:
+                raise ValueError(f"reward_label={reward_label!r} applies to a Hugging Face classifier folder; the GGUF "
+                                 f"file {path} holds a causal LM")
+            config, params, tokenizer = load_gguf(path, dtype=dtype)
+        else:
+            config, params = load_hf(path, dtype=dtype, reward_label=reward_label)
         if by_rules:
             shardings = param_shardings(config, mesh)
         if shardings is None:
             params = jax.tree.map(jnp.asarray, params)
         else:
             params = jax.tree.map(jax.device_put, params, shardings)
-    model = Model(params=params, config=config, tokenizer=load_tokenizer(path))
+    model = Model(params=params, config=config, tokenizer=tokenizer if gguf else load_tokenizer(path))
     return shard_model(model, mesh) if by_rules else model
 
 

@@ -12,8 +12,8 @@ import functools
 import os
 import sys
 
-from tqjax.cli.options import (add_decode_flags, add_mesh_flag, add_model_flags, check_roles, checked, decode_config, int_at_least, job_mesh,
-                                model_paths)
+from tqjax.cli.options import (add_decode_flags, add_mesh_flag, add_model_flags, check_roles, checked, decode_config,
+                                int_at_least, job_mesh, model_paths, reward_labels)
 from tqjax.cli.plan import add_budget_flag, auto_batch
 
 PARTIAL = 3     # exit status: every prompt has its line, but some lines are error records
@@ -98,7 +98,7 @@ def run(args) -> int:
     from tqjax.api.decode import TQParams, decode
 
     mesh = job_mesh(args)
-    params = TQParams(**_load(paths, args.dtype, mesh))
+    params = TQParams(**_load(paths, args.dtype, mesh, reward_labels(args)))
     lockstep = spans_processes(mesh)       # one global mesh: every process decodes every batch
     mine = list(range(len(records)) if lockstep else batch.share(len(records), num_processes, process_id))
     _validate_prompts(args.input, params, records, mine, config)
@@ -124,11 +124,11 @@ def run(args) -> int:
     return PARTIAL if summary.failed else 0
 
 
-def _load(paths, dtype, mesh):
+def _load(paths, dtype, mesh, labels):
     """The models placed on the job's mesh (this process's devices, or one mesh across hosts)."""
     import tqjax
 
-    return {role: tqjax.load(path, dtype=dtype, mesh=mesh) for role, path in paths.items()}
+    return {role: tqjax.load(path, dtype=dtype, mesh=mesh, reward_label=labels.get(role)) for role, path in paths.items()}
 
 
 def _decode(decode, params, config, mesh, batch_size, values, indices, on_done, on_error):

@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from tqjax.cli.options import (add_decode_flags, add_mesh_flag, add_model_flags, check_roles, checked, decode_config,
-                                int_at_least, load_models, local_mesh, model_paths)
+                                int_at_least, load_models, local_mesh, model_paths, reward_labels)
 from tqjax.cli.plan import add_budget_flag, auto_batch
 
 DEMO_PROMPTS = 6
@@ -54,7 +54,7 @@ def _job(args) -> int:
     mesh = local_mesh(args) if args.mesh else None
     paths = model_paths(args)
     check_roles(config, paths)
-    models = load_models(paths, args.dtype)
+    models = load_models(paths, args.dtype, reward_labels(args))
     params = TQParams(**models)
     for i, record in enumerate(records):   # tokenizer and chat-template errors before any decoding
         try:
@@ -82,7 +82,7 @@ def _demo(args) -> int:
     from tqjax.world import sample_prompts, target_reward
 
     config = decode_config(args, max_new_tokens=48)
-    models = load_models(model_paths(args), args.dtype)
+    models = load_models(model_paths(args), args.dtype, reward_labels(args))
     params = TQParams(**models)
     prompts = sample_prompts(DEMO_PROMPTS, seed=DEMO_SEED)
     batch_size, config = auto_batch(args, params, config, prompts)

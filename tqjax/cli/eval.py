@@ -11,7 +11,8 @@ import dataclasses
 import json
 import os
 
-from tqjax.cli.options import SHIPPED, add_decode_flags, checked, decode_config, dtype_name, int_at_least, load_models
+from tqjax.cli.options import (SHIPPED, add_decode_flags, add_label_flags, checked, decode_config, dtype_name,
+                                int_at_least, load_models)
 from tqjax.decoding.decode_plan import CANDIDATE_METHODS
 from tqjax.world.generator import EVAL_PROMPT_SEED as EVAL_SEED
 
@@ -26,6 +27,7 @@ def add_parser(sub) -> None:
     p.add_argument("--reward", default=None, metavar="DIR",
                    help="reward model folder for every learned-RM row instead of <checkpoints>/reward (e.g. "
                         "<checkpoints>/reward-bpe: with a tokenizer of its own it reads the responses' text)")
+    add_label_flags(p)
     p.add_argument("--prompts", help="JSONL prompts (default: held-out prompts of the world task)")
     p.add_argument("--n-prompts", "--n_prompts", dest="n_prompts", default=32, **checked(int_at_least(1)),
                    help="test prompts of the world task (every reported figure is over these)")
@@ -189,7 +191,8 @@ def run(args) -> int:
     paths = {r: os.path.join(args.checkpoints, r) for r in roles}
     if args.reward is not None:
         paths["reward"] = args.reward
-    models = load_models(paths, args.dtype)
+    labels = {"reward": args.reward_label, "reward-baseline": args.baseline_reward_label}
+    models = load_models(paths, args.dtype, {r: v for r, v in labels.items() if v is not None})
     if models["reward"].kind != "reward":
         raise ValueError(f"--reward {args.reward or paths['reward']!r} is a {models['reward'].kind!r} model, "
                          f"not a reward model")

@@ -133,10 +133,31 @@ def add_model_flags(p) -> None:
     group.add_argument("--reward", help="target reward model folder")
     group.add_argument("--baseline-reward", "--baseline_reward", dest="baseline_reward",
                        help="reward model the baseline was aligned to (indirect transfer)")
+    add_label_flags(group)
     group.add_argument("--dtype", default=None, help="cast weights on load (e.g. bfloat16)",
                        **checked(dtype_name))
     group.add_argument("--checkpoints", default=str(SHIPPED),
                        help="folder of the world-task models used when no model folder is given")
+
+
+def add_label_flags(group) -> None:
+    group.add_argument("--reward-label", "--reward_label", dest="reward_label", type=_label, default=None,
+                       metavar="NAME|INDEX", help="the logit of a classifier reward model with several labels "
+                                                  "(a name from its id2label, or an index)")
+    group.add_argument("--baseline-reward-label", "--baseline_reward_label", dest="baseline_reward_label",
+                       type=_label, default=None, metavar="NAME|INDEX", help="the same for --baseline-reward")
+
+
+def _label(text: str):
+    """A label name, or an index when the text is a non-negative integer."""
+    return int(text) if text.isdigit() else text
+
+
+def reward_labels(args) -> dict:
+    """Role -> the ``reward_label`` its model loads with (only the flags given)."""
+    labels = {"reward": getattr(args, "reward_label", None),
+              "baseline_reward": getattr(args, "baseline_reward_label", None)}
+    return {role: label for role, label in labels.items() if label is not None}
 
 
 def model_paths(args) -> dict:
@@ -163,14 +184,16 @@ def check_roles(config: DecodeConfig, paths: dict) -> None:
         raise ValueError(f"{e} (model folders given: {flags})") from None
 
 
-def load_models(paths: dict, dtype=None) -> dict:
-    """Load every folder first (so a bad one fails before any decoding)."""
+def load_models(paths: dict, dtype=None, labels: dict | None = None) -> dict:
+    """Load every folder first (so a bad one fails before any decoding); ``labels``: role ->
+    ``reward_label`` of a classifier reward model."""
     import tqjax
 
     for role, path in paths.items():
         if not os.path.isdir(path):
             raise FileNotFoundError(f"--{role.replace('_', '-')} folder {path!r} does not exist")
-    return {role: tqjax.load(path, dtype=dtype) for role, path in paths.items()}
+    labels = labels or {}
+    return {role: tqjax.load(path, dtype=dtype, reward_label=labels.get(role)) for role, path in paths.items()}
 
 
 def add_mesh_flag(p) -> None:

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from tqjax.cli.options import add_decode_flags, add_model_flags, checked, decode_config, int_at_least, model_paths
+from tqjax.cli.options import add_decode_flags, add_model_flags, checked, decode_config, int_at_least, model_paths, reward_labels
 
 
 def add_parser(sub) -> None:
@@ -75,11 +75,13 @@ def auto_batch(args, params, config, prompts, continuous: bool = False):
                            max_batch=max(1, min(256, len(prompts))), continuous=continuous)
 
 
-def read_model_config(path: str):
-    """``(ModelConfig, bytes per weight)`` of a tqjax checkpoint or Hugging Face folder, no weights."""
+def read_model_config(path: str, reward_label=None):
+    """``(ModelConfig, bytes per weight)`` of a tqjax checkpoint or Hugging Face folder, no weights
+    (a classifier's ``reward_label`` is checked against its labels)."""
     from tqjax.io import config_from_hf, is_tqjax_checkpoint
     from tqjax.io.checkpoint import read_config
     from tqjax.io.hf import check_folder, read_hf_config
+    from tqjax.io.hf_config import label_index
 
     check_folder(path)
     if is_tqjax_checkpoint(path):
@@ -87,6 +89,7 @@ def read_model_config(path: str):
             dtype = json.load(f).get("dtype", "float32")
         return read_config(path), np.dtype(dtype).itemsize
     raw = read_hf_config(path)
+    label_index(raw, reward_label)
     dtype = 2 if (raw.get("torch_dtype") or raw.get("dtype")) in ("bfloat16", "float16") else 4
     return config_from_hf(raw), dtype
 
@@ -95,7 +98,8 @@ def run(args) -> int:
     from tqjax.parallel.plan import format_bytes, largest_batch, plan, suggest_chunk
 
     config = decode_config(args)
-    read = {role: read_model_config(path) for role, path in model_paths(args).items()}
+    labels = reward_labels(args)
+    read = {role: read_model_config(path, labels.get(role)) for role, path in model_paths(args).items()}
     configs = {role: cfg for role, (cfg, _) in read.items()}
     dtype = args.dtype or {2: "bfloat16", 4: "float32"}[max(nbytes for _, nbytes in read.values())]
     # one device is planned as `tqjax.decode` without a mesh runs it

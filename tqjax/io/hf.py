@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from tqjax.io.errors import CheckpointError
-from tqjax.io.hf_config import config_from_hf
+from tqjax.io.hf_config import config_from_hf, label_index
 from tqjax.io.hf_weights import convert
 from tqjax.io.safetensors_io import read_tensors
 from tqjax.models.config import ModelConfig
@@ -98,14 +98,39 @@ def read_all_tensors(path: str) -> dict:
     return tensors
 
 
-def load_hf(path: str, dtype=None) -> tuple[ModelConfig, dict]:
-    """Config and numpy parameter tree of a Hugging Face folder (``dtype`` casts, None keeps stored)."""
+def load_hf(path: str, dtype=None, reward_label=None) -> tuple[ModelConfig, dict]:
+    """Config and numpy parameter tree of a Hugging Face folder (``dtype`` casts, None keeps stored).
+
+    A ``*ForSequenceClassification`` loads as a reward model. Its head ``score.weight`` has one row
+    per label ``[num_labels, D]``; the reward is one logit: ``reward_label`` (a name from
+    ``id2label`` or an int index) picks its row, and may be left out only for a one-label head.
+    The reward is read where transformers' classifier reads it, at the rightmost token that is not
+    config.json's ``pad_token_id`` (a ``pad_token_id`` only ``generation_config.json`` has is not
+    used, as transformers does not use it there either); the stop set is ``generation_config.json``'s
+    ``eos_token_id`` (`read_stop_ids`).
+    """
     check_folder(path)
-    config = read_stop_ids(path, config_from_hf(read_hf_config(path)))
-    params = convert(config, read_all_tensors(path))
+    raw = read_hf_config(path)
+    config = read_stop_ids(path, config_from_hf(raw))
+    row = label_index(raw, reward_label)
+    tensors = read_all_tensors(path)
+    if config.kind == "reward":
+        tensors["score.weight"] = _score_row(tensors, row)
+    params = convert(config, tensors)
     if dtype is not None:
         params = _cast(params, dtype)
     return config, params
+
+
+def _score_row(tensors: dict, row: int | None):
+    """``score.weight`` cut to the chosen label's row, shape (1, D)."""
+    score = tensors.get("score.weight")
+    if score is None:
+        raise CheckpointError("missing tensor(s): score.weight (the classifier head)")
+    if score.ndim != 2 or (row is None and score.shape[0] != 1) or (row is not None and row >= score.shape[0]):
+        raise CheckpointError(f"tensor score.weight has shape {tuple(score.shape)}, which does not fit the "
+                              "labels of config.json's id2label / num_labels")
+    return score if row is None else score[row:row + 1]
 
 
 def _cast(tree, dtype):

@@ -34,8 +34,17 @@ def _llama(cfg: ModelConfig) -> list[Entry]:
     out += _norm("model.norm", ("final_norm",), cfg)
     for i in range(cfg.n_layers):
         p, L = f"model.layers.{i}", ("layers", i)
-        out += [(f"{p}.input_layernorm.weight", (D,), _to(L + ("attn_norm", "scale"))),
-                (f"{p}.post_attention_layernorm.weight", (D,), _to(L + ("mlp_norm", "scale"))),
+        out.append((f"{p}.input_layernorm.weight", (D,), _to(L + ("attn_norm", "scale"))))
+        if cfg.sandwich_norms:      # Gemma 2/3: post_attention_layernorm normalises the attention output
+            out += [(f"{p}.post_attention_layernorm.weight", (D,), _to(L + ("post_attn_norm", "scale"))),
+                    (f"{p}.pre_feedforward_layernorm.weight", (D,), _to(L + ("mlp_norm", "scale"))),
+                    (f"{p}.post_feedforward_layernorm.weight", (D,), _to(L + ("post_mlp_norm", "scale")))]
+        else:
+            out.append((f"{p}.post_attention_layernorm.weight", (D,), _to(L + ("mlp_norm", "scale"))))
+        if cfg.qk_norm:
+            out += [(f"{p}.self_attn.q_norm.weight", (H,), _to(L + ("q_norm", "scale"))),
+                    (f"{p}.self_attn.k_norm.weight", (H,), _to(L + ("k_norm", "scale")))]
+        out += [
                 (f"{p}.self_attn.q_proj.weight", (N * H, D), _to(L + ("q_DNH",), lambda w: w.T.reshape(D, N, H))),
                 (f"{p}.self_attn.k_proj.weight", (K * H, D), _to(L + ("k_DKH",), lambda w: w.T.reshape(D, K, H))),
                 (f"{p}.self_attn.v_proj.weight", (K * H, D), _to(L + ("v_DKH",), lambda w: w.T.reshape(D, K, H))),
@@ -131,10 +140,35 @@ def _canonical(name: str, cfg: ModelConfig) -> str:
     return name
 
 
+FUSED = {".self_attn.qkv_proj.weight": (".self_attn.q_proj.weight", ".self_attn.k_proj.weight", ".self_attn.v_proj.weight"),
+         ".mlp.gate_up_proj.weight": (".mlp.gate_proj.weight", ".mlp.up_proj.weight")}
+
+
+def _unfuse(cfg: ModelConfig, tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Phi-3's fused ``qkv_proj`` (rows: q heads, then k, then v) and ``gate_up_proj`` (gate rows,
+    then up) as the separate tensors of the Llama table; anything else unchanged."""
+    if cfg.arch != "llama":
+        return tensors
+    out = {}
+    for name, value in tensors.items():
+        fused = next((f for f in FUSED if name.endswith(f)), None)
+        if fused is None:
+            out[name] = value
+            continue
+        rows = ((cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim)
+                if "qkv" in fused else (cfg.mlp_dim, cfg.mlp_dim))
+        if value.ndim != 2 or value.shape[0] != sum(rows):
+            raise CheckpointError(f"tensor {name} has shape {tuple(value.shape)}, expected ({sum(rows)}, {cfg.d_model})")
+        stem = name[: -len(fused)]
+        for part, chunk in zip(FUSED[fused], np.split(value, np.cumsum(rows)[:-1], axis=0)):
+            out[stem + part] = chunk
+    return out
+
+
 def convert(cfg: ModelConfig, tensors: dict[str, np.ndarray]) -> dict:
     """Our parameter tree from a flat dict of Hugging Face tensors (strict: names and shapes)."""
     named = {}
-    for name, value in tensors.items():
+    for name, value in _unfuse(cfg, tensors).items():
         if name.endswith(BUFFERS):
             continue
         if cfg.tie_embeddings and name == "lm_head.weight":

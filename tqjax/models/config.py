@@ -152,7 +152,8 @@ class ModelConfig:
         kw.setdefault("head_dim", d_model // n_heads)
         return cls(arch="llama", vocab_size=vocab_size, d_model=d_model, n_layers=n_layers,
                    n_heads=n_heads, n_kv_heads=n_kv_heads or n_heads, mlp_dim=mlp_dim,
-                   max_positions=max_positions, activation="silu", norm_eps=kw.pop("norm_eps", 1e-6), **kw)
+                   max_positions=max_positions, activation=kw.pop("activation", "silu"),
+                   norm_eps=kw.pop("norm_eps", 1e-6), **kw)
 
     @classmethod
     def neox(cls, vocab_size=50304, d_model=512, n_layers=6, n_heads=8, max_positions=2048, mlp_dim=None, **kw):

@@ -88,8 +88,8 @@ class Model:
         pos_BT = jnp.broadcast_to(jnp.arange(T), tokens_BT.shape)
         causal_BTS = jnp.broadcast_to(jnp.tril(jnp.ones((T, T), bool)), (tokens_BT.shape[0], T, T))
 
-        def attn(layer, state, q, k, v):
-            return attend(q, [(k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), causal_BTS)]), state
+        def attn(layer, state, q, k, v, scores):
+            return attend(q, [(k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), causal_BTS, pos_BT)], scores), state
 
         return transformer.hidden(self.config, self.params, tokens_BT, pos_BT, attn)[0]
 
@@ -112,10 +112,10 @@ class Model:
         pos_BT = jnp.maximum(slots[None] - start_B[:, None], 0)
         mask_BTS = (slots[None, None, :] >= start_B[:, None, None]) & (slots[None, None, :] <= slots[None, :, None])
 
-        def attn(layer, kv, q, k, v):
+        def attn(layer, kv, q, k, v, scores):
             k_BKTH, v_BKTH = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
             kv = _write(kv, layer, 0, k_BKTH, v_BKTH)
-            return attend(q, [(k_BKTH, v_BKTH, mask_BTS)]), kv
+            return attend(q, [(k_BKTH, v_BKTH, mask_BTS, pos_BT)], scores), kv
 
         h, (ks, vs) = transformer.hidden(self.config, self.params, tokens_BT, pos_BT, attn, (cache.k, cache.v))
         if self.kind == "reward":
@@ -134,10 +134,11 @@ class Model:
         pos_B1 = (slot - cache.start_B)[:, None]
         s = jnp.arange(cache.size)
         mask_B1S = ((s[None] >= cache.start_B[:, None]) & (s[None] <= edge(slot)))[:, None, :]
+        k_pos_BS = cache.positions(s)
 
-        def attn(layer, kv, q, k, v):
+        def attn(layer, kv, q, k, v, scores):
             kv = _write(kv, layer, slot, k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3))
-            return attend(q, [_layer(kv, layer) + (mask_B1S,)]), kv
+            return attend(q, [_layer(kv, layer) + (mask_B1S, k_pos_BS)], scores), kv
 
         h, (ks, vs) = transformer.hidden(self.config, self.params, tokens_B[:, None], pos_B1, attn, (cache.k, cache.v))
         out, read_B = self._read(transformer.head(self.config, self.params, h)[:, 0], tokens_B, cache.read_B)
@@ -158,10 +159,13 @@ class Model:
         own_11U = (jnp.arange(jax.tree.leaves(suffix.k)[0].shape[-2]) <= u)[None, None, :]
         own_B1U = jnp.broadcast_to(own_11U, (tokens_B.shape[0], 1, own_11U.shape[-1]))
         prefix = (cache.k, cache.v)
+        prefix_pos_BS = cache.positions(jnp.arange(cache.size))
+        own_pos_BU = (cache.length - cache.start_B)[:, None] + jnp.arange(own_B1U.shape[-1])[None, :]
 
-        def attn(layer, kv, q, k, v):
+        def attn(layer, kv, q, k, v, scores):
             kv = _write(kv, layer, u, k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3))
-            return attend(q, [_layer(prefix, layer) + (prefix_B1S,), _layer(kv, layer) + (own_B1U,)]), kv
+            return attend(q, [_layer(prefix, layer) + (prefix_B1S, prefix_pos_BS),
+                              _layer(kv, layer) + (own_B1U, own_pos_BU)], scores), kv
 
         h, (ks, vs) = transformer.hidden(self.config, self.params, tokens_B[:, None], pos_B1, attn, (suffix.k, suffix.v))
         out, read_B = self._read(transformer.head(self.config, self.params, h)[:, 0], tokens_B, suffix.read_B)
@@ -178,10 +182,11 @@ class Model:
         prefix_B1S = cache.filled_B1S()
         causal_BUU = jnp.broadcast_to(jnp.tril(jnp.ones((U, U), bool)), (B, U, U))
         prefix = (cache.k, cache.v)
+        prefix_pos_BS = cache.positions(jnp.arange(cache.size))
 
-        def attn(layer, state, q, k, v):
-            own = (k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), causal_BUU)
-            return attend(q, [_layer(prefix, layer) + (prefix_B1S,), own]), state
+        def attn(layer, state, q, k, v, scores):
+            own = (k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), causal_BUU, pos_BU)
+            return attend(q, [_layer(prefix, layer) + (prefix_B1S, prefix_pos_BS), own], scores), state
 
         h, _ = transformer.hidden(self.config, self.params, tokens_BU, pos_BU, attn)
         out_BU = transformer.head(self.config, self.params, h)

@@ -16,11 +16,13 @@ import jax
 import jax.numpy as jnp
 
 from tqjax.models.config import ModelConfig
-from tqjax.models.layers import activate, apply_rope, einsum_f32, norm
+from tqjax.models.layers import Scores, activate, apply_rope, einsum_f32, norm, softcap
 
 Array = jax.Array
-# (layer index: traced int32, state, q_BTNH, k_BTKH, v_BTKH) -> (attention output q-shaped, state)
-AttnFn = Callable[[Array, Any, Array, Array, Array], tuple[Array, Any]]
+# (layer index: traced int32, state, q_BTNH, k_BTKH, v_BTKH, scores) -> (attention output
+# q-shaped, state); ``scores`` (`layers.Scores`) is the layer's scale, cap and window for `attend`
+AttnFn = Callable[[Array, Any, Array, Array, Array, Scores], tuple[Array, Any]]
+FULL = 1 << 30          # the window of a full-attention layer among windowed ones
 
 
 def layer_shapes(cfg: ModelConfig) -> dict:
@@ -30,6 +32,10 @@ def layer_shapes(cfg: ModelConfig) -> dict:
     layer = {"attn_norm": dict(ln), "mlp_norm": dict(ln),
              "q_DNH": (D, N, H), "k_DKH": (D, K, H), "v_DKH": (D, K, H), "o_NHD": (N, H, D),
              "up_DF": (D, F), "down_FD": (F, D)}
+    if cfg.qk_norm:
+        layer.update(q_norm={"scale": (H,)}, k_norm={"scale": (H,)})
+    if cfg.sandwich_norms:
+        layer.update(post_attn_norm=dict(ln), post_mlp_norm=dict(ln))
     if cfg.arch == "llama":
         layer["gate_DF"] = (D, F)
     if cfg.qkv_bias:
@@ -100,6 +106,8 @@ def init_params(cfg: ModelConfig, key: Array, dtype=jnp.float32) -> dict:
 
 def embed(cfg: ModelConfig, params: dict, tokens_BT: Array, pos_BT: Array) -> Array:
     x_BTD = jnp.take(params["embed_VD"], tokens_BT, axis=0)
+    if cfg.embed_scale:
+        x_BTD = x_BTD * jnp.asarray(cfg.d_model ** 0.5, x_BTD.dtype)
     if cfg.arch == "gpt2":
         x_BTD = x_BTD + jnp.take(params["pos_PD"], jnp.clip(pos_BT, 0, cfg.max_positions - 1), axis=0)
     return x_BTD
@@ -121,15 +129,19 @@ def _mlp(cfg: ModelConfig, p: dict, h_BTD: Array) -> Array:
 
 
 def _attention(cfg: ModelConfig, p: dict, h_BTD: Array, pos_BT: Array, layer: Array, state,
-               attn: AttnFn) -> tuple[Array, Any]:
+               attn: AttnFn, window, local) -> tuple[Array, Any]:
     q = jnp.einsum("BTD,DNH->BTNH", h_BTD, p["q_DNH"])
     k = jnp.einsum("BTD,DKH->BTKH", h_BTD, p["k_DKH"])
     v = jnp.einsum("BTD,DKH->BTKH", h_BTD, p["v_DKH"])
     if cfg.qkv_bias:
         q, k, v = q + p["q_NH"], k + p["k_KH"], v + p["v_KH"]
+    if cfg.qk_norm:
+        q, k = norm(cfg, p["q_norm"], q), norm(cfg, p["k_norm"], k)
     if cfg.arch != "gpt2":
-        q, k = apply_rope(cfg, q, pos_BT), apply_rope(cfg, k, pos_BT)
-    a, state = attn(layer, state, q, k, v)
+        q, k = apply_rope(cfg, q, pos_BT, local), apply_rope(cfg, k, pos_BT, local)
+    scale = cfg.attn_scale if cfg.attn_scale is not None else cfg.head_dim ** -0.5
+    scores = Scores(scale=scale, cap=cfg.attn_softcap, window=window, q_pos_BT=pos_BT)
+    a, state = attn(layer, state, q, k, v, scores)
     out = jnp.einsum("BTNH,NHD->BTD", a, p["o_NHD"])
     return (out + p["o_D"] if cfg.out_bias else out), state
 
@@ -145,22 +157,31 @@ def hidden(cfg: ModelConfig, params: dict, tokens_BT: Array, pos_BT: Array, attn
 
     def block(carry, xs):
         x, state = carry
-        i, p = xs
-        a, state = _attention(cfg, p, norm(cfg, p["attn_norm"], x), pos_BT, i, state, attn)
+        i, p, window, local = xs
+        a, state = _attention(cfg, p, norm(cfg, p["attn_norm"], x), pos_BT, i, state, attn, window, local)
+        if cfg.sandwich_norms:
+            a = norm(cfg, p["post_attn_norm"], a)
         if cfg.parallel_residual:
-            x = x + a + _mlp(cfg, p, norm(cfg, p["mlp_norm"], x))
-        else:
-            x = x + a
-            x = x + _mlp(cfg, p, norm(cfg, p["mlp_norm"], x))
-        return (x, state), None
+            return (x + a + _mlp(cfg, p, norm(cfg, p["mlp_norm"], x)), state), None
+        x = x + a
+        m = _mlp(cfg, p, norm(cfg, p["mlp_norm"], x))
+        if cfg.sandwich_norms:
+            m = norm(cfg, p["post_mlp_norm"], m)
+        return (x + m, state), None
 
     x = embed(cfg, params, tokens_BT, pos_BT)
+    windows = cfg.windows
+    locals_ = tuple(w is not None for w in windows)
     if isinstance(params["layers"], tuple):     # split by `split_layers`: unrolled, in place
         for i, p in enumerate(params["layers"]):
-            (x, state), _ = block((x, state), (i, p))
+            (x, state), _ = block((x, state), (i, p, windows[i], locals_[i]))
     else:
         layers = (jnp.arange(cfg.n_layers, dtype=jnp.int32), params["layers"])
-        (x, state), _ = jax.lax.scan(block, (x, state), layers)
+        if len(set(windows)) == 1:      # one window (or none) for every layer: static
+            (x, state), _ = jax.lax.scan(lambda c, xs: block(c, xs + (windows[0], locals_[0])), (x, state), layers)
+        else:
+            per_layer = (jnp.asarray([FULL if w is None else w for w in windows], jnp.int32), jnp.asarray(locals_))
+            (x, state), _ = jax.lax.scan(block, (x, state), layers + per_layer)
     return norm(cfg, params["final_norm"], x), state
 
 
@@ -186,5 +207,5 @@ def head(cfg: ModelConfig, params: dict, h_BTD: Array) -> Array:
     if cfg.kind == "reward":
         return einsum_f32("BTD,D->BT", h_BTD, params["score_D"])
     if "head_DV" in params:
-        return einsum_f32("BTD,DV->BTV", h_BTD, params["head_DV"])
-    return einsum_f32("BTD,VD->BTV", h_BTD, params["embed_VD"])
+        return softcap(einsum_f32("BTD,DV->BTV", h_BTD, params["head_DV"]), cfg.final_softcap)
+    return softcap(einsum_f32("BTD,VD->BTV", h_BTD, params["embed_VD"]), cfg.final_softcap)

@@ -61,6 +61,8 @@ def param_axes(path, ndim: int) -> tuple:
     those of its name."""
     keys = [getattr(k, "key", getattr(k, "idx", None)) for k in path]
     stacked = keys[0] == "layers" and isinstance(keys[1], str)     # not a format-1 per-layer list
+    if len(keys) > 1 and keys[-2] in ("q_norm", "k_norm"):          # per-head norms: over head_dim
+        return ("layers",) * stacked + ("head_dim",)
     return ("layers",) * stacked + logical_axes(keys[-1], ndim - stacked)
 
 
