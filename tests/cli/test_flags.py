@@ -41,6 +41,8 @@ CASES = [
     ("train world", ["--steps-scale", "inf"]),
     ("train world", ["--onpolicy-rounds", "-1"]),
     ("convert", ["--dtype", "int4"]),
+    ("sentiment setup", ["--index-url", "pypi.org/simple"]),
+    ("sentiment setup", ["--cache", " "]),
 ]
 REQUIRED = {"batch": ["--input", "in.jsonl", "--output", "out"], "train world": ["--out", "out"],
             "convert": ["hf", "out"], "eval": ["--out", "out"]}

