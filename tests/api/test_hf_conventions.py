@@ -224,7 +224,7 @@ def test_extra_stop_ids_and_save_round_trip(tmp_path):
 @pytest.mark.parametrize("value, error, message", [
     ((1.5,), TypeError, "stop_token_ids must be a tuple of non-negative int token ids"),
     (7, TypeError, "stop_token_ids must be a tuple"),
-    ((-1,), TypeError, "non-negative"),
+    ((-1,), ValueError, "non-negative"),      # a bad value, not a bad type (issue 24)
 ])
 def test_bad_stop_token_ids(value, error, message):
     with pytest.raises(error, match=message):
