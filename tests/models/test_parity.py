@@ -34,7 +34,7 @@ def test_logits_match_transformers(name, tmp_path):
     assert np.abs(ours - ref)[mask].max() <= 1e-4
 
 
-@pytest.mark.parametrize("name", ["gpt2", "llama", "qwen2", "neox", "qwen3", "gemma2", "gemma3", "phi3"])
+@pytest.mark.parametrize("name", ["gpt2", "llama", "qwen2", "neox", "mistral-window", "qwen3", "gemma", "gemma2", "gemma3", "phi3"])
 def test_reward_matches_transformers(name, tmp_path):
     hf = hf_models.build(name, kind="reward", seed=1)
     model = tqjax.load(hf_models.save(hf, tmp_path))
