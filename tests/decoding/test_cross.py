@@ -193,12 +193,11 @@ def test_prompt_longer_than_the_readers_context(models):
     short = params.reward.replace(config=params.reward.config.replace(max_positions=8))
     long = "tell me about the sushi bar in two sentences and the pizza place"
     calls = []
-    for kw in ({}, dict(batch_size=1, on_error=lambda i, e: calls.append(i))):
+    for kw in ({}, dict(batch_size=1, on_error=lambda i, e: calls.append(i), on_done=lambda i, out: calls.append(i))):
         with pytest.raises(ReaderContextError, match=r"^prompt 1: the text TQParams.reward reads is "
                                                      r"\d+ of its tokens, longer than its context "
                                                      r"of 8 positions$") as info:
-            decode(TQParams(params.sft, params.baseline, short), ["how", long], CASES["tq"],
-                   on_done=lambda i, out: calls.append(i), **kw)
+            decode(TQParams(params.sft, params.baseline, short), ["how", long], CASES["tq"], **kw)
         assert (info.value.prompt, info.value.role, info.value.context) == (1, "reward", 8)
     assert calls == []
 
