@@ -2,7 +2,7 @@
 
 Part 1 measures TQ* decoding on 8 *virtual* CPU devices for meshes (1,1), (8,1) and (2,4). They
 share the machine's cores, so this checks the overhead of sharding only, not speed-up. Part 2
-applies the cost model of docs/design.md and the memory planner (`tqjax.parallel.plan`) to 7B and
+applies the cost model of docs/design.md and the memory planner (`tqjax.decoding.memory`) to 7B and
 70B Llamas (SFT, baseline and reward model, bfloat16, k=10, H=20, M=1) on H100 hosts (one, or two
 with one global mesh) and on a TPU v5e-64 slice: a roofline estimate, not a measurement.
 
@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 import tqjax  # noqa: E402
 from tqjax.models import ModelConfig, init_model  # noqa: E402
-from tqjax.parallel.plan import format_bytes, largest_batch, plan  # noqa: E402
+from tqjax.decoding.memory import format_bytes, largest_batch, plan  # noqa: E402
 from tqjax.parallel.rules import with_kv_replicas  # noqa: E402
 
 MESHES = [(1, 1), (8, 1), (2, 4)]

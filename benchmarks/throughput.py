@@ -132,22 +132,27 @@ def matmul_peak(n=2048, reps=5):
     return 2 * n**3 / statistics.median(times)
 
 
+def token_forward_flops(model, ctx: int, with_head: bool = True) -> int:
+    """FLOPs of one token through ``model`` against ``ctx`` cached positions: 2 × its matmul
+    weights (the LM head or the reward head only ``with_head``) + 4·L·N·head_dim·ctx (scores and
+    the weighted sum of values)."""
+    c = model.config
+    D, hd = c.d_model, c.head_dim
+    mlp = (3 if c.arch == "llama" else 2) * D * c.mlp_dim
+    layer = D * c.n_heads * hd * 2 + 2 * D * c.n_kv_heads * hd + mlp
+    head = (D * c.vocab_size if c.kind == "lm" else D) if with_head else 0
+    return 2 * (c.n_layers * layer + head) + 4 * c.n_layers * c.n_heads * hd * ctx
+
+
 def necessary_flops(params: TQParams, s: Setting) -> float:
     """FLOPs of the work TQ* cannot avoid (docs/design.md, "Cost and memory"), for all prompts.
 
     Per committed token and row: k·H baseline and k·(H+1) reward token-forwards against the
     cached prefix, and one append per model; plus the prompt prefill of each model. A
-    token-forward costs 2·(matmul weights) + 4·L·N·head_dim·context; the LM head counts where
-    the logits are used (not for prompt tokens other than the last).
+    token-forward is `token_forward_flops`; the LM head counts where the logits are used (not
+    for prompt tokens other than the last).
     """
-    def per_token(model, ctx, with_head=True):
-        c = model.config
-        D, hd = c.d_model, c.head_dim
-        mlp = (3 if c.arch == "llama" else 2) * D * c.mlp_dim
-        layer = D * c.n_heads * hd * 2 + 2 * D * c.n_kv_heads * hd + mlp
-        head = (D * c.vocab_size if c.kind == "lm" else D) if with_head else 0
-        return 2 * (c.n_layers * layer + head) + 4 * c.n_layers * c.n_heads * hd * ctx
-
+    per_token = token_forward_flops
     T, H, k = s.prompt_len, s.horizon, s.k
     total = 0.0
     for m in (params.sft, params.baseline, params.reward):

@@ -21,7 +21,24 @@ def test_tqjax_tokens_match_the_torch_references(arch):
     assert set(res["impl"]) == {"tqjax", "torch-authors", "torch-batched"}
     assert all(len(t) == 2 for t in res["impl"]["tqjax"]["tokens"])
     assert res["agree"] == {"torch-authors": None, "torch-batched": None}
-    assert res["flops"] > 0
+
+
+def test_a_token_forward_counts_every_matmul_weight_twice():
+    """`token_forward_flops` against the weights the model holds: 2 FLOPs per weight of every
+    layer matrix and of the head, plus the attention term that grows with the context."""
+    import jax
+
+    from tqjax.models import ModelConfig, init_model
+
+    for kind in ("lm", "reward"):
+        model = init_model(ModelConfig.tiny("llama", n_layers=3).replace(kind=kind), jax.random.key(0))
+        matrices = sum(x.size for x in jax.tree.leaves(model.params["layers"]) if x.ndim >= 3)
+        head = model.params["embed_VD"].size if kind == "lm" else model.params["score_D"].size
+        assert kind == "reward" or model.config.tie_embeddings or model.params["head_DV"].size == head
+        c = model.config
+        assert throughput.token_forward_flops(model, 0) == 2 * (matrices + head)
+        assert throughput.token_forward_flops(model, 7) - throughput.token_forward_flops(model, 0) == \
+            4 * c.n_layers * c.n_heads * c.head_dim * 7
 
 
 def test_ideal_in_order_gain_of_refilled_slots():

@@ -10,7 +10,7 @@ import pytest
 
 from tqjax.api.decode import decode
 from tqjax.decoding import DecodeConfig, continuous
-from tqjax.parallel.plan import PlanError
+from tqjax.decoding.memory import PlanError
 
 # lengths 1 to 10 (the toy's context is 24 positions); with EOS = 4 many rows end early
 TOY_PROMPTS = [[0, 1, 2], [3], [2, 2, 0, 1, 3, 0, 1, 1, 2, 0], [1, 1], [0, 3, 3, 2, 1], [2],
@@ -120,7 +120,7 @@ def test_batch_size_beyond_the_memory_planner(tiny, monkeypatch):
     with pytest.raises(PlanError, match="batch_size=1099511627776 does not fit this device"):
         decode(params, [[1, 2]], METHODS["tq"], batch_size=1 << 40)
     # batch_size=0: the planner picks (here, on a 16 KiB device, nothing fits)
-    monkeypatch.setattr("tqjax.parallel.plan.device_memory", lambda: 1 << 14)
+    monkeypatch.setattr("tqjax.decoding.memory.device_memory", lambda: 1 << 14)
     with pytest.raises(PlanError, match="not even batch_size=1 fits"):
         decode(params, [[1, 2]], METHODS["tq"].replace(max_new_tokens=4), batch_size=0)
 

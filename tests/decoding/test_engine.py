@@ -11,6 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import tqjax
+
 from tests.decoding.decode_helpers import transformer_params
 from tqjax.api.decode import TQParams, decode, prepare
 from tqjax.decoding import DecodeConfig, DecodePlan, Knobs, engine, tq
@@ -36,12 +38,21 @@ def test_k1_and_alpha0_are_greedy_sft(tiny, prompts, changes):
         np.testing.assert_allclose(out.kl, 0.0, atol=1e-6)
 
 
-def test_tq_differs_from_sft(tiny, prompts):
+def test_tq_moves_off_sft_and_reports_its_tokens_sft_logprob(tiny, prompts):
+    """TQ* leaves greedy SFT; ``logp_sft`` is the SFT model's log-prob of the tokens TQ* chose
+    (recomputed here by one full forward), and a row whose tokens differ has KL > 0 (equal
+    distributions at every step would give greedy SFT's tokens)."""
     _, params, _ = tiny
     sft = decode(params, prompts, DecodeConfig(method="sft", max_new_tokens=5))
     out = decode(params, prompts, DecodeConfig(method="tq", k=3, horizon=3, rollouts=2,
                                                max_new_tokens=5, seed=3))
     assert out.tokens != sft.tokens
+    for i, (prompt, response) in enumerate(zip(prompts, out.tokens)):
+        logp_TV = jax.nn.log_softmax(tqjax.logits(params.sft, [prompt + response])[0], axis=-1)
+        picked = [float(logp_TV[len(prompt) - 1 + t, tok]) for t, tok in enumerate(response)]
+        np.testing.assert_allclose(out.logp_sft[i], sum(picked), rtol=1e-4, atol=1e-4)
+        if response != sft.tokens[i]:
+            assert out.kl[i] > 0
     assert np.all(out.kl >= 0)
 
 

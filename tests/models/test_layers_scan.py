@@ -68,11 +68,12 @@ def test_the_tq_program_has_the_same_operations_at_any_depth():
 
 def test_shallow_models_run_unrolled_in_the_loops():
     """At most `UNROLL_LAYERS` layers: the decoding program holds each layer's dots (no scan over
-    layers), so it grows by one layer's operations per layer."""
-    two, three = _lowered_tq_program(2), _lowered_tq_program(3)
-    assert three.count("stablehlo.dot_general") > two.count("stablehlo.dot_general")
-    assert _lowered_tq_program(transformer.UNROLL_LAYERS).count("stablehlo.dot_general") > \
-        three.count("stablehlo.dot_general")
+    layers), so every added layer adds the same number of dots; past it, none."""
+    dots = {L: _lowered_tq_program(L).count("stablehlo.dot_general") for L in (1, 2, 3)}
+    per_layer = dots[2] - dots[1]
+    assert per_layer > 0 and dots[3] - dots[2] == per_layer
+    assert _lowered_tq_program(transformer.UNROLL_LAYERS).count("stablehlo.dot_general") == \
+        dots[1] + (transformer.UNROLL_LAYERS - 1) * per_layer
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2", "neox", "gemma"])

@@ -6,11 +6,12 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import tqjax
-from tqjax.api.decode import _place, _prepare
+from tqjax.api.decode import _prepare
+from tqjax.api.params import place
 from tqjax.decoding import Knobs, engine, loop
 from tqjax.models import ModelConfig, init_model
 from tqjax.parallel import make_mesh
-from tqjax.parallel.plan import plan
+from tqjax.decoding.memory import plan
 
 # 8 query heads and MLP 256 split over any model axis up to 8; 2 kv heads are replicated on 4 and 8
 LLAMA = ModelConfig.llama(vocab_size=512, d_model=128, n_layers=2, n_heads=8, n_kv_heads=2,
@@ -31,7 +32,7 @@ def params():
 
 def _placed(params, mesh):
     arrays, _, plan_ = _prepare(params, [[5] * T] * B, CONFIG, batch_multiple=mesh.shape["data"])
-    placed, arrays = _place(params, arrays, mesh)
+    placed, arrays = place(params, arrays, mesh)
     return placed, arrays, plan_
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tqjax.api.outputs import DecodeOutput, concatenate, empty, select, text_of
+from tqjax.api.params import place
 from tqjax.decoding import cross
 from tqjax.decoding.decode_plan import Knobs
 from tqjax.decoding.text_reader import ReaderContextError
@@ -16,7 +18,6 @@ def decode_text(params, prompts, config, arrays, token_lists, plan, roles, mesh)
     here, before any decoding, naming the prompt. With ``mesh`` (one process), params are placed
     by the sharding rules and the batch split over "data", as in the fused path; the host's
     reader arrays join them where the programs run."""
-    from tqjax.api.decode import DecodeOutput, _place, _text
     from tqjax.parallel.multihost import spans_processes
 
     if mesh is not None:
@@ -28,7 +29,7 @@ def decode_text(params, prompts, config, arrays, token_lists, plan, roles, mesh)
     codecs = cross.make_codecs(params, roles, list(prompts), token_lists, plan)
     knobs = Knobs.from_config(config)
     if mesh is not None:
-        params, arrays = _place(params, arrays, mesh)
+        params, arrays = place(params, arrays, mesh)
     if plan.candidates:
         out = cross.generate(params, arrays, token_lists, codecs, knobs, plan,
                              diagnostics=plan.diagnostics)
@@ -41,23 +42,22 @@ def decode_text(params, prompts, config, arrays, token_lists, plan, roles, mesh)
         if name in out:
             diagnostics[name] = out[name]
     rewards = None if out["reward_B"] is None else np.asarray(out["reward_B"], np.float32)
-    return DecodeOutput(tokens=out["tokens"], texts=[_text(tokenizer, ids) for ids in out["tokens"]],
+    return DecodeOutput(tokens=out["tokens"], texts=[text_of(tokenizer, ids) for ids in out["tokens"]],
                         rewards=rewards, logp_sft=out["logp_sft_B"], kl=out["kl_B"],
                         log_ratio=out["log_ratio_B"], diagnostics=diagnostics)
 
 
-def decode_text_batches(params, prompts, config, batch_size, indices, mesh, on_done, on_error):
+def decode_text_batches(run, prompts, batch_size, indices, on_done, on_error):
     """``batch_size`` with a reader that has its own tokenizer: the text round trip has no slot
-    refill yet, so the prompts run as static batches of ``batch_size`` (0: all at once), each
-    prompt keeping its own key (its index), and ``on_done`` is called batch by batch.
+    refill yet, so the prompts run as static batches of ``batch_size`` (0: all at once) through
+    ``run(prompts, indices)`` (`tqjax.decode` of one batch), each prompt keeping its own key (its
+    index), and ``on_done`` is called batch by batch.
 
     A prompt whose reader text outgrows the reader's context during decoding raises a
     `ReaderContextError` naming its position in ``prompts``; with ``on_error`` it goes to
     ``on_error(i, error)`` instead, and the rest of its batch is decoded again without it (the
     same keys, so the same results as without it). The output then holds the decoded prompts
     only, in order, and ``diagnostics["failed"]`` the positions that went to ``on_error``."""
-    from tqjax.api.decode import decode
-
     prompts = list(prompts)
     indices = list(range(len(prompts))) if indices is None else [int(i) for i in indices]
     size = batch_size or len(prompts)
@@ -66,8 +66,7 @@ def decode_text_batches(params, prompts, config, batch_size, indices, mesh, on_d
         rows = list(range(s, min(s + size, len(prompts))))
         while rows:
             try:
-                out = decode(params, [prompts[i] for i in rows], config,
-                             indices=[indices[i] for i in rows], mesh=mesh)
+                out = run([prompts[i] for i in rows], [indices[i] for i in rows])
             except ReaderContextError as e:
                 error = e.at(rows.pop(e.prompt))
                 if on_error is None:
@@ -77,61 +76,10 @@ def decode_text_batches(params, prompts, config, batch_size, indices, mesh, on_d
                 continue
             if on_done is not None:
                 for j, i in enumerate(rows):
-                    on_done(i, _select(out, [j]))
+                    on_done(i, select(out, [j]))
             outs.append(out)
             break
-    out = _concatenate(outs) if outs else _empty()
+    out = concatenate(outs) if outs else empty()
     if on_error is not None:
         out.diagnostics["failed"] = failed
     return out
-
-
-def _empty() -> DecodeOutput:
-    """The output of no prompts (every prompt went to ``on_error``)."""
-    from tqjax.api.decode import DecodeOutput
-
-    none = np.zeros(0, np.float32)
-    return DecodeOutput(tokens=[], texts=[], rewards=none, logp_sft=none, kl=none, log_ratio=none,
-                        diagnostics={})
-
-
-_PER_PROMPT = ("nonfinite", "fallbacks", "rank", "q", "sample_rewards", "kept")
-
-
-def _select(out: DecodeOutput, rows: list[int]) -> DecodeOutput:
-    """The prompts ``rows`` of ``out``, as a `DecodeOutput` of their own."""
-    from tqjax.api.decode import DecodeOutput
-
-    take = lambda x: None if x is None else ([x[i] for i in rows] if isinstance(x, list)
-                                             else np.asarray(x)[rows])
-    diagnostics = {k: (take(v) if k in _PER_PROMPT else v) for k, v in out.diagnostics.items()}
-    return DecodeOutput(tokens=take(out.tokens), texts=take(out.texts), rewards=take(out.rewards),
-                        logp_sft=take(out.logp_sft), kl=take(out.kl), log_ratio=take(out.log_ratio),
-                        diagnostics=diagnostics)
-
-
-def _concatenate(outs: list[DecodeOutput]) -> DecodeOutput:
-    """Batch outputs as one, in order: per-prompt fields joined, ``steps``, ``reader_tokens``
-    and ``cross_seconds`` summed over the batches."""
-    from tqjax.api.decode import DecodeOutput
-
-    def join(xs):
-        if xs[0] is None:
-            return None
-        return [x for part in xs for x in part] if isinstance(xs[0], list) else np.concatenate(xs)
-
-    diagnostics = {}
-    for k, v in outs[0].diagnostics.items():
-        parts = [o.diagnostics[k] for o in outs]
-        if k in _PER_PROMPT:
-            diagnostics[k] = join([p if isinstance(p, list) else np.asarray(p) for p in parts])
-        elif isinstance(v, dict):
-            diagnostics[k] = {name: sum(p.get(name, 0) for p in parts) for name in v}
-        elif isinstance(v, (int, float, np.integer, np.floating)):
-            diagnostics[k] = sum(parts)
-        else:
-            diagnostics[k] = parts
-    return DecodeOutput(tokens=join([o.tokens for o in outs]), texts=join([o.texts for o in outs]),
-                        rewards=join([o.rewards for o in outs]), logp_sft=join([o.logp_sft for o in outs]),
-                        kl=join([o.kl for o in outs]), log_ratio=join([o.log_ratio for o in outs]),
-                        diagnostics=diagnostics)

@@ -8,79 +8,20 @@ inputs reuse compiled programs; the swept numbers (α, β, temperatures, top_p) 
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from tqjax.api.checks import check_decode, check_indices, check_instance, check_params, check_prompts
+from tqjax.api.outputs import DecodeOutput, build, pick, text_of
+from tqjax.api.params import TQParams, place
 from tqjax.decoding import engine
 from tqjax.decoding.config import DecodeConfig
 from tqjax.decoding.decode_plan import (ROLE_KINDS, DecodePlan, Knobs, batch_bucket, plan_for,
                                        prompt_bucket)
-from tqjax.parallel.multihost import fetch, put_global, spans_processes
+from tqjax.parallel.multihost import fetch
 from tqjax.decoding.text_reader import check_reader_context, text_roles
 from tqjax.io.chat import has_chat_template, is_messages, render_chat
-
-
-
-@dataclasses.dataclass(frozen=True)
-class TQParams:
-    """The models of one decoding job; a pytree (model configs are static fields). ``sft`` is
-    required; each model given must implement the decoding protocol and be of its role's kind
-    (checked here, when a user builds one)."""
-
-    sft: Any
-    baseline: Any = None
-    reward: Any = None
-    baseline_reward: Any = None
-
-    def __post_init__(self):
-        check_params(self)
-
-
-def _flatten(params: TQParams):
-    return [getattr(params, role) for role in ROLE_KINDS], None
-
-
-def _flatten_with_keys(params: TQParams):
-    return [(jax.tree_util.GetAttrKey(role), getattr(params, role)) for role in ROLE_KINDS], None
-
-
-def _unflatten(_, models) -> TQParams:
-    """Rebuilt by JAX's tree functions, whose leaves may be tracers, shardings or placeholders:
-    not checked again."""
-    params = object.__new__(TQParams)
-    for role, model in zip(ROLE_KINDS, models):
-        object.__setattr__(params, role, model)
-    return params
-
-
-jax.tree_util.register_pytree_with_keys(TQParams, _flatten_with_keys, _unflatten, _flatten)
-
-
-@dataclasses.dataclass(frozen=True)
-class DecodeOutput:
-    """Per prompt ``i``: ``tokens[i]`` generated ids (prompt excluded, EOS included when
-    produced), ``texts[i]`` (None without a tokenizer), ``rewards[i]`` target reward of prompt +
-    response (None without a reward model), ``logp_sft[i]`` Σ log π_sft of the response, ``kl[i]``
-    Σ_t KL(π_alg‖π_sft) and ``log_ratio[i]`` Σ_t log π_alg(y_t) − log π_sft(y_t) (definitions in
-    `tqjax.decoding.stats`). ``diagnostics``: ``steps`` (loop iterations), ``nonfinite[i]``
-    (candidates, or best-of-N samples, with a non-finite value), ``fallbacks[i]`` (steps that fell
-    back to the SFT argmax), and with ``DecodeConfig(diagnostics=True)`` ``rank[i]`` (chosen
-    candidate per step, -1 on fallback) and ``q[i]`` (``[steps, k]`` Q̂); best-of-N adds
-    ``sample_rewards`` ``[prompts, n]`` and ``kept``.
-    """
-
-    tokens: list
-    texts: list | None
-    rewards: np.ndarray | None
-    logp_sft: np.ndarray
-    kl: np.ndarray
-    log_ratio: np.ndarray
-    diagnostics: dict
 
 
 def _check_models(params, config) -> tuple[dict, DecodePlan]:
@@ -167,15 +108,6 @@ def _check_tokens(token_lists, models, plan):
     return need
 
 
-def _text(tokenizer, ids):
-    if tokenizer is None:
-        return None
-    try:
-        return tokenizer.decode(list(ids), skip_special_tokens=True)
-    except TypeError:
-        return tokenizer.decode(list(ids))
-
-
 def prepare(params, prompts, config, indices=None, batch_multiple=1):
     """Validate and lay out a batch: ``(arrays, token_lists)`` (also used by tests/benchmarks)."""
     arrays, token_lists, _ = _prepare(params, prompts, config, indices, batch_multiple)
@@ -222,23 +154,6 @@ def _layout(config, token_lists, models, plan, indices=None, batch_multiple=1) -
                 live_B=jnp.asarray(live_B))
 
 
-def _place(params: TQParams, arrays: dict, mesh) -> tuple[TQParams, dict]:
-    """Params by the sharding rules, batch arrays split over the mesh's "data" axis."""
-    from tqjax.parallel import batch_sharding, shard_model
-
-    def put(model):
-        if model is None or not hasattr(model, "config"):
-            return model
-        return shard_model(model, mesh)
-
-    placed = TQParams(*(put(getattr(params, f.name)) for f in dataclasses.fields(TQParams)))
-    if spans_processes(mesh):      # one mesh across hosts: every process holds the whole batch
-        arrays = {k: put_global(v, batch_sharding(mesh, v.ndim)) for k, v in arrays.items()}
-    else:
-        arrays = {k: jax.device_put(v, batch_sharding(mesh, v.ndim)) for k, v in arrays.items()}
-    return placed, arrays
-
-
 def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), batch_size=None, *,
            indices=None, mesh=None, chunk=None, on_done=None, on_error=None,
            stats=None) -> DecodeOutput:
@@ -280,7 +195,7 @@ def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), bat
         from tqjax.api.cross import decode_text
         return decode_text(params, prompts, config, arrays, token_lists, plan, text, mesh)
     if mesh is not None:
-        params, arrays = _place(params, arrays, mesh)
+        params, arrays = place(params, arrays, mesh)
     out = engine.decode_arrays(params, arrays["tokens_BT"], arrays["start_B"], arrays["keys_B"],
                                arrays["live_B"], Knobs.from_config(config), plan=plan, mesh=mesh)
     out = fetch(out)
@@ -288,7 +203,7 @@ def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), bat
     lengths = out["length_B"][:P]
     tokens = [out["tokens_BN"][i, :lengths[i]].tolist() for i in range(P)]
     tokenizer = getattr(params.sft, "tokenizer", None)
-    texts = None if tokenizer is None else [_text(tokenizer, ids) for ids in tokens]
+    texts = None if tokenizer is None else [text_of(tokenizer, ids) for ids in tokens]
     diagnostics = dict(steps=int(out["steps"]), nonfinite=out["bad_B"][:P],
                        fallbacks=out["fallback_B"][:P])
     if plan.method == "bon":
@@ -308,15 +223,15 @@ def _decode_continuous(params, prompts, config, batch_size, indices, mesh, data,
 
     if _text_roles(params, plan):
         from tqjax.api.cross import decode_text_batches
-        return decode_text_batches(params, prompts, config, batch_size, indices, mesh, on_done,
-                                   on_error)
+        run = lambda rows, rows_indices: decode(params, rows, config, indices=rows_indices, mesh=mesh)
+        return decode_text_batches(run, prompts, batch_size, indices, on_done, on_error)
     batch_size = _planned_batch_size(params, config, batch_size, token_lists, mesh, plan)
     arrays = _layout(config, token_lists, models, plan, indices, batch_multiple=data)
     T = arrays["tokens_BT"].shape[1]
     rows = -(-min(batch_size, len(token_lists)) // data) * data
     keys_P = arrays["keys_B"][:len(token_lists)]     # host-side: the engine places what it feeds
     if mesh is not None:
-        params, arrays = _place(params, arrays, mesh)
+        params, arrays = place(params, arrays, mesh)
     n = plan.n if plan.method == "bon" else 1
     if n > 1:     # sample j of a prompt: a plain row with key fold_in(prompt_key, j)
         items = [(ids, jax.random.fold_in(keys_P[i], j))
@@ -330,14 +245,14 @@ def _decode_continuous(params, prompts, config, batch_size, indices, mesh, data,
         i = item // n
         results[item] = row
         if on_done is not None and all(i * n + j in results for j in range(n)):
-            on_done(i, _outputs([_pick([results[i * n + j] for j in range(n)], plan)], plan,
+            on_done(i, build([pick([results[i * n + j] for j in range(n)], plan)], plan,
                                 tokenizer, params.reward is not None, steps=0))
 
     stats = stats if stats is not None else continuous.Stats()
     continuous.decode_rows(params, items, rows * n, T, Knobs.from_config(config), plan,
                            chunk=chunk, mesh=mesh, multiple=data, on_done=done, stats=stats)
-    per_prompt = [_pick([results[i * n + j] for j in range(n)], plan) for i in range(len(token_lists))]
-    return _outputs(per_prompt, plan, tokenizer, params.reward is not None, steps=stats.steps)
+    per_prompt = [pick([results[i * n + j] for j in range(n)], plan) for i in range(len(token_lists))]
+    return build(per_prompt, plan, tokenizer, params.reward is not None, steps=stats.steps)
 
 
 def _text_roles(params, plan) -> list[str]:
@@ -351,7 +266,7 @@ def _planned_batch_size(params, config, batch_size: int, token_lists, mesh, dpla
     prompts). The planner knows transformers only: when a model the decode runs is another kind
     (the toy, the gold reward), nothing is planned (0: all prompts at once)."""
     from tqjax.models.config import ModelConfig
-    from tqjax.parallel.plan import PlanError, device_memory, format_bytes, largest_batch, plan
+    from tqjax.decoding.memory import PlanError, device_memory, format_bytes, largest_batch, plan
 
     known = {role: getattr(params, role) for role in ROLE_KINDS
              if isinstance(getattr(getattr(params, role), "config", None), ModelConfig)}
@@ -376,28 +291,3 @@ def _planned_batch_size(params, config, batch_size: int, token_lists, mesh, dpla
     return batch_size
 
 
-def _pick(rows: list[dict], plan) -> dict:
-    """One prompt's result: its row, or for best-of-N the kept sample (as `bon.best_of_n`)."""
-    if plan.method != "bon":
-        return rows[0]
-    rewards = np.asarray([r["reward_B"] for r in rows], np.float32)
-    finite = np.isfinite(rewards)
-    best = int(np.argmax(np.where(finite, rewards, -np.inf))) if finite.any() else 0
-    return dict(rows[best], bad_B=np.int32((~finite).sum()), fallback_B=np.int32(not finite.any()),
-                rank_BN=np.asarray([best], np.int32), q_BNC=rewards[None], rewards_Bn=rewards)
-
-
-def _outputs(rows: list[dict], plan, tokenizer, has_reward: bool, steps: int) -> DecodeOutput:
-    tokens = [r["tokens_BN"].tolist() for r in rows]
-    stack = lambda name: np.stack([np.asarray(r[name]) for r in rows])
-    diagnostics = dict(steps=steps, nonfinite=stack("bad_B"), fallbacks=stack("fallback_B"))
-    if plan.method == "bon":
-        diagnostics.update(sample_rewards=stack("rewards_Bn"), kept=stack("rank_BN")[:, 0])
-    elif plan.diagnostics and plan.candidates:
-        diagnostics.update(rank=[r["rank_BN"][:len(t)] for r, t in zip(rows, tokens)],
-                           q=[r["q_BNC"][:len(t)] for r, t in zip(rows, tokens)])
-    return DecodeOutput(tokens=tokens,
-                        texts=None if tokenizer is None else [_text(tokenizer, t) for t in tokens],
-                        rewards=stack("reward_B") if has_reward else None,
-                        logp_sft=stack("logp_sft_B"), kl=stack("kl_B"),
-                        log_ratio=stack("log_ratio_B"), diagnostics=diagnostics)

@@ -40,14 +40,14 @@ def add_budget_flag(p) -> None:
 
 
 def memory_size(text: str) -> str:
-    from tqjax.parallel.plan import parse_bytes
+    from tqjax.decoding.memory import parse_bytes
 
     parse_bytes(text)
     return text
 
 
 def budget(args) -> int:
-    from tqjax.parallel.plan import device_memory, parse_bytes
+    from tqjax.decoding.memory import device_memory, parse_bytes
 
     return device_memory() if args.memory_budget is None else parse_bytes(args.memory_budget)
 
@@ -56,11 +56,11 @@ def auto_batch(args, params, config, prompts, continuous: bool = False):
     """``(batch size, config)`` for ``decode``/``batch``: ``--batch-size`` when given, else the
     largest batch (at most 256, or the number of prompts) that the planner fits in the budget,
     with candidates chunked when not even batch 1 fits with all k at once. ``continuous``: rows in
-    flight under continuous batching (`tqjax.parallel.plan.plan`)."""
+    flight under continuous batching (`tqjax.decoding.memory.plan`)."""
     if args.batch_size:
         return args.batch_size, config
     from tqjax.api.decode import prompt_ids
-    from tqjax.parallel.plan import pick_batch_size
+    from tqjax.decoding.memory import pick_batch_size
     from tqjax.io.chat import is_messages
 
     tokenizer = getattr(params.sft, "tokenizer", None)
@@ -95,7 +95,7 @@ def read_model_config(path: str, reward_label=None):
 
 
 def run(args) -> int:
-    from tqjax.parallel.plan import format_bytes, largest_batch, plan, suggest_chunk
+    from tqjax.decoding.memory import format_bytes, largest_batch, plan, suggest_chunk
 
     config = decode_config(args)
     labels = reward_labels(args)

@@ -75,7 +75,7 @@ class DecodeConfig:
       ``generate``). seed: base of the per-prompt keys.
     diagnostics: also return per-step arrays (chosen rank, Q̂ of each candidate).
     candidate_chunk: evaluate the k candidates this many at a time (0: all at once); the result
-      is the same, peak memory scales with the chunk (`tqjax.parallel.plan` picks it).
+      is the same, peak memory scales with the chunk (`tqjax.decoding.memory` picks it).
     """
 
     method: str = "tq"

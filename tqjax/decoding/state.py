@@ -11,7 +11,8 @@ import jax.numpy as jnp
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class DecodeState:
-    step: jax.Array          # int32 scalar: tokens committed so far (shared by all rows)
+    step: jax.Array          # int32 tokens committed so far: a scalar shared by all rows,
+                             # or [B] under continuous batching (each row its own)
     caches: dict             # role -> committed-sequence cache
     outs: dict               # role -> head output at the last committed token ([B,V] or [B])
     tokens_BN: jax.Array     # int32 generated tokens (pad after a row is done)

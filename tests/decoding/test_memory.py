@@ -10,7 +10,7 @@ import tqjax
 from tqjax.cli.main import main
 from tqjax.decoding import engine
 from tqjax.models import ModelConfig, init_model
-from tqjax.parallel.plan import PlanError, largest_batch, parse_bytes, pick_batch_size, plan
+from tqjax.decoding.memory import PlanError, largest_batch, parse_bytes, pick_batch_size, plan
 
 LLAMA = ModelConfig.llama(vocab_size=512, d_model=128, n_layers=2, n_heads=4, mlp_dim=256,
                           max_positions=256, eos_token_id=2)
@@ -211,7 +211,7 @@ def test_plan_command_plans_continuous_batching(tmp_path, capsys):
 
 def test_the_planner_counts_every_weight_of_the_newer_families():
     from tests.models.families import GEMMA
-    from tqjax.parallel.plan import param_bytes
+    from tqjax.decoding.memory import param_bytes
     model = init_model(GEMMA, jax.random.key(0))
     stored = sum(x.size for x in jax.tree.leaves(model.params))
     assert "post_attn_norm" in model.params["layers"] and "q_norm" in model.params["layers"]
