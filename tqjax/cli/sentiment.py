@@ -62,9 +62,9 @@ def _add_eval_parser(stages) -> None:
                    help="validation prompts, from the validation reviews, for choosing α (and N) (default 32)")
     e.add_argument("--methods", default=",".join(METHODS), **checked(_methods),
                    help=f"comma-separated subset of {','.join(METHODS)}")
-    e.add_argument("--alphas", default=DEFAULT_ALPHAS, help="comma-separated α sweep for tq, cd and args, chosen on "
+    e.add_argument("--alphas", default=DEFAULT_ALPHAS, **checked(_number_list(float)), help="comma-separated α sweep for tq, cd and args, chosen on "
                    f"validation ('' for none; default {DEFAULT_ALPHAS})")
-    e.add_argument("--bon-ns", "--bon_ns", dest="bon_ns", default="", help="comma-separated best-of-N sweep")
+    e.add_argument("--bon-ns", "--bon_ns", dest="bon_ns", default="", **checked(_number_list(int)), help="comma-separated best-of-N sweep")
     e.add_argument("--batch-size", "--batch_size", dest="batch_size", default=16, **checked(int_at_least(1)),
                    help="prompts in flight per method (default 16)")
     e.add_argument("--coherence-model", "--coherence_model", dest="coherence_model", default="auto",
@@ -80,6 +80,21 @@ def _add_eval_parser(stages) -> None:
 # Sized for the 2-core CPU (docs/sentiment.md, "Evaluation"): a 30-layer 135M model per role.
 EVAL_DEFAULTS = dict(k=4, horizon=8, max_new_tokens=24)
 DEFAULT_ALPHAS = "0.5,1,2"
+
+
+def _number_list(kind):
+    """A comma-separated list of finite numbers (ints >= 1 for ``int``), kept as text."""
+    def check(text: str) -> str:
+        import math
+
+        try:
+            values = [kind(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"must be comma-separated {'ints' if kind is int else 'numbers'}, got {text!r}") from None
+        if any(not math.isfinite(v) or (kind is int and v < 1) for v in values):
+            raise ValueError(f"must be finite{' ints >= 1' if kind is int else ' numbers'}, got {text!r}")
+        return text
+    return check
 
 
 def _methods(text: str) -> str:
