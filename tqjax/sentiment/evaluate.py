@@ -19,7 +19,6 @@ from typing import Callable
 
 import numpy as np
 
-from tqjax.eval.compare import Method
 
 # Neutral openings written for tqjax (not from the corpus), decoded by every method as samples.
 SAMPLE_PROMPTS = (
