@@ -43,6 +43,11 @@ CASES = [
     ("convert", ["--dtype", "int4"]),
     ("sentiment setup", ["--index-url", "pypi.org/simple"]),
     ("sentiment setup", ["--cache", " "]),
+    ("sentiment eval", ["--n-prompts", "0"]),
+    ("sentiment eval", ["--methods", "sft,magic"]),
+    ("sentiment eval", ["--alphas", "1,x"]),
+    ("sentiment eval", ["--bon-ns", "0"]),
+    ("sentiment eval", ["--k", "0"]),
 ]
 REQUIRED = {"batch": ["--input", "in.jsonl", "--output", "out"], "train world": ["--out", "out"],
             "convert": ["hf", "out"], "eval": ["--out", "out"]}

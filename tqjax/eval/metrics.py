@@ -49,6 +49,19 @@ def coherence(sft, prompts: list[list[int]], responses: list[list[int]]) -> np.n
     return (p * r).sum(-1) / np.maximum(np.linalg.norm(p, axis=-1) * np.linalg.norm(r, axis=-1), 1e-9)
 
 
+def perplexity(logp_P, lengths_P) -> np.ndarray:
+    """Per response ``[P]``: ``exp(−Σ_t log π(y_t | prompt, y_<t) / tokens)``, its perplexity under a
+    model (fluency under the SFT model from `tqjax.DecodeOutput.logp_sft`); NaN for an empty one.
+
+    ``logp_P``: each response's summed log-probability; ``lengths_P``: its tokens (EOS included
+    when produced, as the sum is)."""
+    logp, lengths = np.asarray(logp_P, np.float64), np.asarray(lengths_P, np.float64)
+    if logp.shape != lengths.shape or logp.ndim != 1:
+        raise ValueError(f"logp and lengths must be two [P] arrays, got shapes {logp.shape} and {lengths.shape}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(lengths > 0, np.exp(-logp / np.maximum(lengths, 1)), np.nan)
+
+
 def win_indicators(scores: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per prompt ``[P]``: win (1, a tie ½, a loss 0) and win-tie (1 for a win or a tie) against ``reference``."""
     scores, reference = np.asarray(scores, np.float64), np.asarray(reference, np.float64)
