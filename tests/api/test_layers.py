@@ -71,7 +71,7 @@ def test_no_import_cycle_between_modules():
     def reach(start: str) -> set[str]:
         seen, todo = set(), [start]
         while todo:
-            for nxt in graph.get(todo.pop(), ()) - seen:
+            for nxt in graph.get(todo.pop(), set()) - seen:
                 seen.add(nxt)
                 todo.append(nxt)
         return seen

@@ -12,8 +12,6 @@ import numpy as np
 import pytest
 
 import tqjax
-
-from tests.decoding.decode_helpers import transformer_params
 from tqjax.api.decode import TQParams, decode, prepare
 from tqjax.decoding import DecodeConfig, DecodePlan, Knobs, engine, tq
 from tqjax.models import ModelConfig, init_model, toy

@@ -1,6 +1,5 @@
 """llama.cpp GGUF files: logits and token ids against transformers' own GGUF loading, and bad files."""
 
-import os
 
 import gguf
 import numpy as np
