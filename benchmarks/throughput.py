@@ -168,8 +168,8 @@ def necessary_flops(params: TQParams, s: Setting) -> float:
 # -- the three implementations --------------------------------------------------------------------
 
 class TqjaxRunner:
-    def __init__(self, params, prompts, s: Setting):
-        config = decode_config(s)
+    def __init__(self, params, prompts, s: Setting, config: DecodeConfig | None = None):
+        config = decode_config(s) if config is None else config
         arrays, _ = prepare(params, prompts, config)
         self.args = (params, arrays["tokens_BT"], arrays["start_B"], arrays["keys_B"], arrays["live_B"],
                      Knobs.from_config(config))
