@@ -177,7 +177,7 @@ def run_real(args, peak, measured, workdir) -> list[dict]:
               f"({row['planned_mib'] / row['compiled_mib']:.2f}x)")
         if "authors" in row:
             a = row["authors"]
-            print(f"  authors'-style loop: " + (a["skipped"] if "skipped" in a else
+            print("  authors'-style loop: " + (a["skipped"] if "skipped" in a else
                   f"{a['tokens_per_s']:.3f} tokens/s on {a['device']} ({a['dtype']}, 1 prompt); tqjax / it "
                   f"{a['tqjax_over_authors']:.1f}x; same tokens: {a['same_tokens_as_tqjax']} (bf16 in both "
                   f"stacks: a near-tie may split them)"))
