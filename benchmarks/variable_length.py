@@ -31,7 +31,6 @@ import time
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 
 import tqjax  # noqa: E402
 from tqjax.api.decode import TQParams  # noqa: E402
