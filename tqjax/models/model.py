@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from tqjax.models import transformer
 from tqjax.models.cache import KVCache, Suffix, edge, empty_cache, empty_suffix
 from tqjax.models.config import ModelConfig
-from tqjax.models.layers import attend
+from tqjax.models.layers import attend, norm
 from tqjax.models.protocol import register_model
 
 Array = jax.Array
@@ -84,14 +84,10 @@ class Model:
 
     def hidden_states(self, tokens_BT: Array) -> Array:
         """Final-normed hidden states ``[B, T, D]`` of unpadded / right-padded ``tokens_BT``."""
-        T = tokens_BT.shape[1]
-        pos_BT = jnp.broadcast_to(jnp.arange(T), tokens_BT.shape)
-        causal_BTS = jnp.broadcast_to(jnp.tril(jnp.ones((T, T), bool)), (tokens_BT.shape[0], T, T))
-
-        def attn(layer, state, q, k, v, scores):
-            return attend(q, [(k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), causal_BTS, pos_BT)], scores), state
-
-        return transformer.hidden(self.config, self.params, tokens_BT, pos_BT, attn)[0]
+        pos_BT = jnp.broadcast_to(jnp.arange(tokens_BT.shape[1]), tokens_BT.shape)
+        x_BTD = transformer.embed(self.config, self.params, tokens_BT, pos_BT)
+        return norm(self.config, self.params["final_norm"],
+                                causal_blocks(self.config, self.params["layers"], x_BTD))
 
     def forward(self, tokens_BT: Array) -> Array:
         """Head output at every position of unpadded / right-padded ``tokens_BT``."""
@@ -196,6 +192,24 @@ class Model:
         idx_BU = jax.lax.cummax(jnp.where(tokens_BU != pad, jnp.arange(U)[None], -1), axis=1)
         read_BU = jnp.take_along_axis(out_BU, jnp.maximum(idx_BU, 0), axis=1)
         return jnp.where(idx_BU >= 0, read_BU, cache.read_B[:, None])
+
+
+def causal_blocks(config: ModelConfig, layers, x_BTD: Array, first: int = 0) -> Array:
+    """The full forward's blocks ``first, first + 1, ...`` (parameters ``layers``, stacked or split,
+    see `transformer.blocks`) over the residual stream ``x_BTD`` of unpadded / right-padded rows:
+    positions ``0..T-1``, causal attention. Returns the residual stream ``[B, T, D]``, not normed.
+
+    Running blocks ``[0, k)`` and then ``[k, L)`` on the result gives the same stream as running
+    all ``L`` at once, so training the top blocks can start from stored features.
+    """
+    B, T = x_BTD.shape[:2]
+    pos_BT = jnp.broadcast_to(jnp.arange(T), (B, T))
+    causal_BTS = jnp.broadcast_to(jnp.tril(jnp.ones((T, T), bool)), (B, T, T))
+
+    def attn(layer, state, q, k, v, scores):
+        return attend(q, [(k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), causal_BTS, pos_BT)], scores), state
+
+    return transformer.blocks(config, layers, x_BTD, pos_BT, attn, first=first)[0]
 
 
 def _layer(kv, layer) -> tuple[Array, Array]:

@@ -146,13 +146,13 @@ def _attention(cfg: ModelConfig, p: dict, h_BTD: Array, pos_BT: Array, layer: Ar
     return (out + p["o_D"] if cfg.out_bias else out), state
 
 
-def hidden(cfg: ModelConfig, params: dict, tokens_BT: Array, pos_BT: Array, attn: AttnFn,
-           state=()) -> tuple[Array, Any]:
-    """Final-normed hidden states ``[B, T, D]`` of ``tokens_BT`` at positions ``pos_BT``.
+def blocks(cfg: ModelConfig, layers, x_BTD: Array, pos_BT: Array, attn: AttnFn, state=(),
+           first: int = 0) -> tuple[Array, Any]:
+    """Run the blocks ``first, first + 1, ...`` over the residual stream ``x_BTD`` ``[B, T, D]``.
 
-    The layers run as one `lax.scan`, or unrolled when ``params["layers"]`` was split into a
-    tuple of per-layer dicts (`split_layers`); ``state`` (e.g. the stacked KV cache) is carried
-    through them and handed to ``attn`` with the layer's index. Returns ``(h_BTD, state)``.
+    ``layers`` holds those blocks' parameters: stacked (leaves ``[n, ...]``, one `lax.scan`) or a
+    tuple of per-layer dicts (`split_layers`, unrolled). ``attn`` gets each block's index in the
+    whole model, ``state`` is carried through them. Returns ``(x_BTD, state)``, not normed.
     """
 
     def block(carry, xs):
@@ -169,19 +169,32 @@ def hidden(cfg: ModelConfig, params: dict, tokens_BT: Array, pos_BT: Array, attn
             m = norm(cfg, p["post_mlp_norm"], m)
         return (x + m, state), None
 
-    x = embed(cfg, params, tokens_BT, pos_BT)
-    windows = cfg.windows
+    n = len(layers) if isinstance(layers, tuple) else jax.tree.leaves(layers)[0].shape[0]
+    windows = cfg.windows[first:first + n]
     locals_ = tuple(w is not None for w in windows)
-    if isinstance(params["layers"], tuple):     # split by `split_layers`: unrolled, in place
-        for i, p in enumerate(params["layers"]):
-            (x, state), _ = block((x, state), (i, p, windows[i], locals_[i]))
-    else:
-        layers = (jnp.arange(cfg.n_layers, dtype=jnp.int32), params["layers"])
+    x = x_BTD
+    if isinstance(layers, tuple):     # split by `split_layers`: unrolled, in place
+        for i, p in enumerate(layers):
+            (x, state), _ = block((x, state), (first + i, p, windows[i], locals_[i]))
+    elif n:
+        xs = (jnp.arange(first, first + n, dtype=jnp.int32), layers)
         if len(set(windows)) == 1:      # one window (or none) for every layer: static
-            (x, state), _ = jax.lax.scan(lambda c, xs: block(c, xs + (windows[0], locals_[0])), (x, state), layers)
+            (x, state), _ = jax.lax.scan(lambda c, xs: block(c, xs + (windows[0], locals_[0])), (x, state), xs)
         else:
             per_layer = (jnp.asarray([FULL if w is None else w for w in windows], jnp.int32), jnp.asarray(locals_))
-            (x, state), _ = jax.lax.scan(block, (x, state), layers + per_layer)
+            (x, state), _ = jax.lax.scan(block, (x, state), xs + per_layer)
+    return x, state
+
+
+def hidden(cfg: ModelConfig, params: dict, tokens_BT: Array, pos_BT: Array, attn: AttnFn,
+           state=()) -> tuple[Array, Any]:
+    """Final-normed hidden states ``[B, T, D]`` of ``tokens_BT`` at positions ``pos_BT``.
+
+    `embed`, then every block (`blocks`), then the final norm; ``state`` (e.g. the stacked KV
+    cache) is carried through the blocks and handed to ``attn`` with the layer's index. Returns
+    ``(h_BTD, state)``.
+    """
+    x, state = blocks(cfg, params["layers"], embed(cfg, params, tokens_BT, pos_BT), pos_BT, attn, state)
     return norm(cfg, params["final_norm"], x), state
 
 

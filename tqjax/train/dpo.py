@@ -57,8 +57,14 @@ def loss(config: ModelConfig, beta: float, params: dict, batch: dict, key: jax.A
     ``batch`` holds the pair arrays and the reference log-probs (`with_reference`).
     Returns ``(loss, {"margin": mean r_chosen - r_rejected, "accuracy": fraction with margin > 0})``.
     """
-    r_chosen_B, r_rejected_B = _margins(config, params, batch, beta)
-    margin_B = r_chosen_B - r_rejected_B
+    lp_chosen_B, lp_rejected_B = _pair_logprobs(config, params, batch)
+    return preference_loss(lp_chosen_B, lp_rejected_B, batch, beta)
+
+
+def preference_loss(lp_chosen_B: jax.Array, lp_rejected_B: jax.Array, batch: dict, beta: float):
+    """The DPO loss and metrics of `loss` from the policy's response log-probs ``[B]`` and the
+    reference log-probs in ``batch`` (``chosen_ref_N``, ``rejected_ref_N``)."""
+    margin_B = beta * ((lp_chosen_B - batch["chosen_ref_N"]) - (lp_rejected_B - batch["rejected_ref_N"]))
     return -jnp.mean(jax.nn.log_sigmoid(margin_B)), {"margin": jnp.mean(margin_B),
                                                      "accuracy": jnp.mean(margin_B > 0)}
 

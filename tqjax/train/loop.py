@@ -88,7 +88,7 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int) -> np.ndarray:
 
 
 def take(arrays: dict, idx: np.ndarray, bucket: int = 16) -> dict:
-    """The rows ``idx`` of every array, with the ``*_NT`` arrays cut to the batch's length.
+    """The rows ``idx`` of every array, with the ``*_NT`` and ``*_NTD`` arrays cut to the batch's length.
 
     The batch's length is the longest ``*lengths_N`` entry among the rows, rounded up to a
     multiple of ``bucket`` (so that only a few shapes are compiled). Cutting right padding off
@@ -99,7 +99,7 @@ def take(arrays: dict, idx: np.ndarray, bucket: int = 16) -> dict:
     if lengths:
         longest = max(int(v.max()) for v in lengths)
         cut = -(-longest // bucket) * bucket
-        out = {k: v[:, :cut] if k.endswith("_NT") else v for k, v in out.items()}
+        out = {k: v[:, :cut] if k.endswith(("_NT", "_NTD")) else v for k, v in out.items()}
     return out
 
 
@@ -111,14 +111,16 @@ def _manager(directory: str, config: TrainConfig) -> ocp.CheckpointManager:
 
 def train(loss_fn: LossFn, params: dict, arrays: dict, config: TrainConfig,
           checkpoint_dir: str | None = None, stop_at: int | None = None,
-          desc: str = "train", progress: bool = True) -> TrainResult:
+          desc: str = "train", progress: bool = True, frozen: dict | None = None) -> TrainResult:
     """Run ``config.steps`` optimiser steps of ``loss_fn`` on ``arrays`` from ``params``.
 
     With ``checkpoint_dir``, params, optimiser state, step and rng are saved there every
     ``config.checkpoint_every`` steps and at the end, and a call that finds a checkpoint resumes
     from the latest one (the given ``params`` then only fix the tree structure). ``stop_at``
-    ends the call after that step, as an interruption would (tests use it). The progress bar
-    shows the loss.
+    ends the call after that step, as an interruption would (tests use it). ``frozen`` holds
+    arrays that ``loss_fn`` reads but no step changes (e.g. tied embeddings under trained top
+    layers): ``loss_fn`` gets ``{**params, **frozen}``, and only ``params`` are trained and saved.
+    The progress bar shows the loss.
     """
     n = data_lib.size(arrays)
     tx = optimizer(config)
@@ -132,10 +134,13 @@ def train(loss_fn: LossFn, params: dict, arrays: dict, config: TrainConfig,
         state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(abstract))
         start = int(state["step"])
 
+    frozen = {} if frozen is None else frozen
+
     @functools.partial(jax.jit, donate_argnums=(0,))
-    def step_fn(state, batch):
+    def step_fn(state, batch, frozen):
         rng, key = jax.random.split(state["rng"])
-        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch, key)
+        merged = lambda p: loss_fn({**p, **frozen}, batch, key)  # noqa: E731
+        (loss, _), grads = jax.value_and_grad(merged, has_aux=True)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         return {"params": params, "opt_state": opt_state, "step": state["step"] + 1, "rng": rng}, loss
@@ -146,7 +151,7 @@ def train(loss_fn: LossFn, params: dict, arrays: dict, config: TrainConfig,
                dynamic_ncols=True)
     for step in range(start, end):
         batch = take(arrays, batch_indices(step, n, config.batch_size, config.seed))
-        state, loss = step_fn(state, batch)
+        state, loss = step_fn(state, batch, frozen)
         losses.append(loss)
         bar.update(1)
         if (step + 1) % 10 == 0 or step + 1 == end:

@@ -1,4 +1,4 @@
-"""Reward models: the Bradley–Terry loss on preference pairs.
+"""Reward models: the Bradley–Terry loss on preference pairs, the logistic loss on labelled texts.
 
 The score of a sequence is the reward head's output at its last real token, which for
 ``prompt + response`` is the response's ``<eos>`` (as `tqjax.reward` reads it).
@@ -42,6 +42,13 @@ def loss(config: ModelConfig, params: dict, batch: dict, key: jax.Array | None =
     bt = -jnp.mean(jax.nn.log_sigmoid(s_chosen_B - s_rejected_B))
     reg = center * jnp.mean(jnp.square(s_chosen_B) + jnp.square(s_rejected_B))
     return bt + reg, {"bt": bt, "accuracy": jnp.mean(s_chosen_B > s_rejected_B)}
+
+
+def logistic_loss(scores_B: jax.Array, labels_B: jax.Array):
+    """Logistic loss of scores ``[B]`` read as log-odds of ``labels_B`` (1 positive, 0 negative):
+    ``(loss, {"accuracy": fraction with the sign of the score right})``."""
+    signs_B = 2.0 * labels_B.astype(jnp.float32) - 1.0
+    return -jnp.mean(jax.nn.log_sigmoid(signs_B * scores_B)), {"accuracy": jnp.mean(signs_B * scores_B > 0)}
 
 
 def metrics(config: ModelConfig, params: dict, batch: dict) -> dict:
