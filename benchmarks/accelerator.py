@@ -138,7 +138,7 @@ def authors_loop(sft, reward, ps, s: Setting, device: str, dtype) -> dict:
 
 
 def run_real(args, peak, measured, workdir) -> list[dict]:
-    from tqjax.parallel import plan as planner
+    from tqjax.decoding import memory as planner
 
     import real
     sft, reward = load_real(args.real, jnp.bfloat16, workdir)
