@@ -80,15 +80,12 @@ def _methods(args, models, config):
 
 
 def _numbers(text: str, flag: str, kind):
-    import math
+    from tqjax.cli.options import numbers
 
     try:
-        values = [kind(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"{flag} must be comma-separated numbers, got {text!r}") from None
-    if any(not math.isfinite(v) or (kind is int and v < 1) for v in values):
-        raise ValueError(f"{flag} must be finite numbers{' >= 1' if kind is int else ''}, got {text!r}")
-    return sorted(set(values))
+        return numbers(text, kind)
+    except ValueError as e:
+        raise ValueError(f"{flag} {e}") from None
 
 
 def _prompts(args, sweeping: bool):

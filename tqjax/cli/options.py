@@ -38,6 +38,20 @@ def checked(check) -> dict:
     return dict(action=_Checked, check=check)
 
 
+def numbers(text: str, kind=float) -> list:
+    """The sorted distinct values of a comma-separated list of finite numbers (``int``: each >= 1);
+    '' is the empty list. Errors read after a flag's name."""
+    import math
+
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"must be comma-separated numbers, got {text!r}") from None
+    if any(not math.isfinite(v) or (kind is int and v < 1) for v in values):
+        raise ValueError(f"must be finite numbers{' >= 1' if kind is int else ''}, got {text!r}")
+    return sorted(set(values))
+
+
 def int_at_least(least: int, note: str = ""):
     def check(text: str) -> int:
         try:

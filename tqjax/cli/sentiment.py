@@ -94,16 +94,11 @@ DEFAULT_ALPHAS = "0.5,1,2"
 
 
 def _number_list(kind):
-    """A comma-separated list of finite numbers (ints >= 1 for ``int``), kept as text."""
+    """A comma-separated list of finite numbers (ints >= 1 for ``int``), checked and kept as text."""
     def check(text: str) -> str:
-        import math
+        from tqjax.cli.options import numbers
 
-        try:
-            values = [kind(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise ValueError(f"must be comma-separated {'ints' if kind is int else 'numbers'}, got {text!r}") from None
-        if any(not math.isfinite(v) or (kind is int and v < 1) for v in values):
-            raise ValueError(f"must be finite{' ints >= 1' if kind is int else ' numbers'}, got {text!r}")
+        numbers(text, kind)
         return text
     return check
 
