@@ -126,7 +126,8 @@ def run_eval(args) -> int:
     cache = os.path.abspath(os.path.expanduser(args.cache or default_cache()))
     inputs = EvalInputs(cache)
     inputs.check()
-    config = decode_config(args, **EVAL_DEFAULTS)
+    beta = inputs.dpo_beta()  # indirect transfer's implicit reward uses the baseline's own DPO β
+    config = decode_config(args, **EVAL_DEFAULTS, **({} if beta is None else dict(beta=beta)))
     alphas, bon_ns = _numbers(args.alphas, "--alphas", float), _numbers(args.bon_ns, "--bon-ns", int)
     splits = read_splits(inputs.reviews_csv)
     test = review_prompts(splits.test, args.n_prompts)

@@ -63,6 +63,16 @@ class EvalInputs:
     def checkpoint(self, name: str) -> str:
         return os.path.join(self.root, "checkpoints", name)
 
+    def dpo_beta(self) -> float | None:
+        """The β the baseline was trained with (``train.json``), the β of TQ*'s indirect transfer; None
+        when the report does not say."""
+        path = os.path.join(self.root, "checkpoints", "train.json")
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            beta = json.load(f).get("dpo", {}).get("beta")
+        return None if beta is None else float(beta)
+
     def check(self) -> None:
         """Raise `MissingInputError` for the first missing input, naming the command that makes it."""
         cache = f" --cache {self.cache}"
