@@ -182,6 +182,8 @@ ROWS = [
     ("DecodeConfig", "diagnostics", "yes", TypeError, TYPE),
     ("DecodeConfig", "candidate_chunk", -1, ValueError, RANGE),
     ("DecodeConfig", "candidate_chunk", None, TypeError, NONE),
+    ("DecodeConfig", "layers", "unrolled", ValueError, RANGE),
+    ("DecodeConfig", "layers", None, TypeError, NONE),
 ]
 
 ENTRY_POINTS = dict(decode=tqjax.decode, load=tqjax.load, save=tqjax.save, logits=tqjax.logits,

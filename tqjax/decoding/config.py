@@ -25,6 +25,7 @@ TRANSFERS = ("direct", "indirect")
 WEIGHTS = ("normalized", "unnormalized")
 PROPOSALS = ("sft", "baseline")
 SELECTS = ("greedy", "sample")
+LAYERS = ("auto", "scan", "unroll")
 
 
 def _check_int(name, value, low, high=None):
@@ -76,6 +77,12 @@ class DecodeConfig:
     diagnostics: also return per-step arrays (chosen rank, Q̂ of each candidate).
     candidate_chunk: evaluate the k candidates this many at a time (0: all at once); the result
       is the same, peak memory scales with the chunk (`tqjax.decoding.memory` picks it).
+    layers: how the loops run a transformer's layers: ``scan`` (one `lax.scan` over the stacked
+      weights: program size and compile time do not grow with depth), ``unroll`` (each layer's
+      weights split out once, the layers written out in the program: no per-step weight copies on
+      XLA:CPU, compile time grows with depth) or ``auto``: on one device, ``unroll`` for models of
+      at most `tqjax.models.transformer.UNROLL_LAYERS` layers and ``scan`` otherwise; on a mesh,
+      ``scan``. The tokens are the same either way (docs/design.md, "Layer layout").
     """
 
     method: str = "tq"
@@ -99,6 +106,7 @@ class DecodeConfig:
     seed: int = 0
     diagnostics: bool = False
     candidate_chunk: int = 0
+    layers: str = "auto"
 
     def __post_init__(self):
         _check_choice("method", self.method, METHODS)
@@ -106,6 +114,7 @@ class DecodeConfig:
         _check_choice("weights", self.weights, WEIGHTS)
         _check_choice("proposal", self.proposal, PROPOSALS)
         _check_choice("select", self.select, SELECTS)
+        _check_choice("layers", self.layers, LAYERS)
         _check_int("k", self.k, 1)
         _check_int("horizon", self.horizon, 0)
         _check_int("rollouts", self.rollouts, 1)

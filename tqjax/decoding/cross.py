@@ -36,6 +36,7 @@ from tqjax.decoding import select as select_lib
 from tqjax.decoding.decode_plan import DecodePlan, plan_for
 from tqjax.decoding.text_reader import (TextCodec, bucket, layout, prefix_arrays, shared_prefix,
                                          suffix_arrays)
+from tqjax.models.protocol import for_loops
 
 
 def _lm_roles(plan: DecodePlan) -> tuple[str, ...]:
@@ -219,8 +220,11 @@ def generate(params, arrays, prompt_ids, codecs, knobs, plan: DecodePlan, *, dia
     ``codecs``: reader role -> `TextCodec`. Returns per-row numpy outputs like the fused engine."""
     clock = _Clock()
     lm_roles = _lm_roles(plan)
-    lms = {r: getattr(params, r) for r in lm_roles}
-    readers = {r: getattr(params, r) for r in codecs}
+    sharding = getattr(jax.tree.leaves(getattr(params, plan.proposal))[0], "sharding", None)
+    one_device = sharding is None or len(sharding.device_set) == 1
+    held = lambda r: for_loops(getattr(params, r), plan.layers, one_device)     # as `loop.loop_models`
+    lms = {r: held(r) for r in lm_roles}
+    readers = {r: held(r) for r in codecs}
     tokens_BT, start_B, keys_B, live_B = (arrays[k] for k in ("tokens_BT", "start_B", "keys_B",
                                                               "live_B"))
     B, T = tokens_BT.shape

@@ -29,7 +29,7 @@ CANDIDATE_METHODS = ("tq", "cd", "args")      # score top-k candidates with a va
 
 PLAN_FIELDS = ("method", "k", "horizon", "rollouts", "transfer", "weights", "proposal", "select",
                "top_k", "n", "max_new_tokens", "stop_token_ids", "ignore_eos", "diagnostics",
-               "candidate_chunk")
+               "candidate_chunk", "layers")
 KNOB_FIELDS = ("alpha", "beta", "temperature", "rollout_temperature", "top_p")
 HOST_FIELDS = ("seed",)
 MIN_BUCKET = 8          # shortest prompt bucket
@@ -118,6 +118,7 @@ class DecodePlan:
     ignore_eos: bool
     diagnostics: bool
     stop_ids: tuple[int, ...]     # every id that ends a committed row or a rollout
+    layers: str                   # "auto", "scan" or "unroll" (`DecodeConfig.layers`)
     # cost: model token-forwards per committed token (per prompt), by role
     forwards: tuple[tuple[str, int], ...]
 
@@ -191,7 +192,7 @@ class DecodePlan:
             select=config.select, greedy=config.temperature == 0,
             greedy_rollouts=config.rollout_temperature == 0, nucleus=config.top_p < 1,
             ignore_eos=config.ignore_eos, diagnostics=config.diagnostics,
-            stop_ids=tuple(sorted(set(stop_ids) | set(config.stop_token_ids))),
+            stop_ids=tuple(sorted(set(stop_ids) | set(config.stop_token_ids))), layers=config.layers,
             forwards=tuple(forwards.items()))
 
     @staticmethod

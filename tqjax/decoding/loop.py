@@ -44,13 +44,10 @@ def prefill(models: dict[str, DecodeModel], tokens_BT, start_B, slots: int, mesh
 
 
 def loop_models(params, plan: DecodePlan, mesh=None) -> dict[str, DecodeModel]:
-    """The models the plan runs, as the loops hold them: on one device, `protocol.for_loops` (done
-    once, before the loops: shallow transformers split out their per-layer weights); on a mesh,
-    as placed (the layers scanned, which keeps the compiled program's memory as the planner
-    models it)."""
-    if mesh is None:
-        return {role: for_loops(getattr(params, role)) for role in plan.active}
-    return {role: getattr(params, role) for role in plan.active}
+    """The models the plan runs, as the loops hold them (`protocol.for_loops`, done once, before
+    the loops) in the plan's layer layout: ``auto`` unrolls shallow transformers on one device and
+    scans on a mesh, which keeps the compiled program's memory as the planner models it."""
+    return {role: for_loops(getattr(params, role), plan.layers, mesh is None) for role in plan.active}
 
 
 def generate(params, tokens_BT, start_B, keys_B, live_B, knobs: Knobs, plan: DecodePlan,

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from tqjax.decoding.decode_plan import CANDIDATE_METHODS, DecodePlan, batch_bucket, prompt_bucket
-from tqjax.models.transformer import UNROLL_LAYERS, is_shape, param_shapes
+from tqjax.models.transformer import is_shape, param_shapes, runs_unrolled
 from tqjax.parallel.rules import FIELDS, RULES, param_axes, with_kv_replicas
 
 F32 = 4
@@ -221,8 +221,8 @@ def plan(params_or_configs, config, batch: int, prompt_len: int, mesh=None, *, d
         return n_rows * c.n_layers * 2 * _local(kv_heads, "kv_heads", sizes) * slots * c.head_dim * nbytes[role]
 
     kv = {role: cache(role, rows, S) for role in roles}
-    # one device: shallow models run their layers unrolled from split-out weights (`loop_models`)
-    unrolled = {role: mesh is None and c.n_layers <= UNROLL_LAYERS for role, c in configs.items()}
+    # unrolled layers run from split-out weights, a second copy (`loop_models`)
+    unrolled = {role: runs_unrolled(config.layers, c.n_layers, mesh is None) for role, c in configs.items()}
     params = {role: param_bytes(configs[role], nbytes[role], sizes, 1 + unrolled[role]) for role in configs}
 
     rollout, step, C = 0, 0, 0

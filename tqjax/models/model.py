@@ -71,12 +71,13 @@ class Model:
     def dtype(self):
         return self.params["embed_VD"].dtype
 
-    def for_loops(self) -> "Model":
-        """This model as the decoding loops should hold it (`protocol.for_loops`): with at most
-        `transformer.UNROLL_LAYERS` layers, each layer's weights split out once
-        (`transformer.split_layers`) so that the loops run the layers unrolled, reading them in
-        place; deeper models unchanged (one scan over the stacked layers)."""
-        if self.config.n_layers > transformer.UNROLL_LAYERS or isinstance(self.params["layers"], tuple):
+    def for_loops(self, layers: str = "auto", one_device: bool = True) -> "Model":
+        """This model as the decoding loops should hold it (`protocol.for_loops`) for the layer
+        layout ``layers`` (`DecodeConfig.layers`, `transformer.runs_unrolled`): unrolled, each
+        layer's weights split out once (`transformer.split_layers`) so that the loops read them in
+        place; scanned, unchanged (one scan over the stacked layers)."""
+        if isinstance(self.params["layers"], tuple) or not transformer.runs_unrolled(
+                layers, self.config.n_layers, one_device):
             return self
         return self.replace(params=transformer.split_layers(self.params))
 

@@ -67,11 +67,12 @@ class DecodeModel(Protocol):
         """``out`` at every token of a whole suffix ``[B, U]`` read at once against ``cache``."""
 
 
-def for_loops(model):
-    """``model`` as the engine's loops hold it: its optional ``for_loops()`` (done once, outside
-    the loops: e.g. per-layer weights split out of a stacked array), else the model itself."""
+def for_loops(model, layers: str = "auto", one_device: bool = True):
+    """``model`` as the engine's loops hold it for the layer layout ``layers``
+    (`DecodeConfig.layers`): its optional ``for_loops(layers, one_device)`` (done once, outside the
+    loops: e.g. per-layer weights split out of a stacked array), else the model itself."""
     prepare = getattr(model, "for_loops", None)
-    return model if prepare is None else prepare()
+    return model if prepare is None else prepare(layers, one_device)
 
 
 MEMBERS = ("kind", "vocab_size", "max_length", "stop_token_ids", "init_cache", "prefill", "append",

@@ -206,6 +206,14 @@ def hidden(cfg: ModelConfig, params: dict, tokens_BT: Array, pos_BT: Array, attn
 UNROLL_LAYERS = 4
 
 
+def runs_unrolled(layers: str, n_layers: int, one_device: bool) -> bool:
+    """Whether the decoding loops run a model's layers unrolled (`DecodeConfig.layers`): ``unroll``
+    and ``scan`` as asked; ``auto`` unrolls on one device at most `UNROLL_LAYERS` layers."""
+    if layers == "auto":
+        return one_device and n_layers <= UNROLL_LAYERS
+    return layers == "unroll"
+
+
 def split_layers(params: dict) -> dict:
     """``params`` with the stacked ``layers`` (``[L, ...]``) as a tuple of per-layer dicts, for
     `hidden` to run unrolled. Call it once, outside the loops that run the model: the slices are
