@@ -173,3 +173,15 @@ def test_perplexity_against_a_hand_computation(cache):
         total = sum(logp[t - 1, ids[t]] for t in range(start, len(ids)))
         want.append(np.exp(-total / len(response)))
     np.testing.assert_allclose(perplexity(out.logp_sft, [len(t) for t in out.tokens]), want, rtol=1e-4)
+
+
+def test_indirect_transfer_takes_the_baselines_dpo_beta(tmp_path):
+    inputs = EvalInputs(str(tmp_path))
+    assert inputs.dpo_beta() is None                    # no train.json: DecodeConfig's own β
+    os.makedirs(inputs.checkpoint(""))
+    with open(os.path.join(inputs.checkpoint(""), "train.json"), "w") as f:
+        json.dump({"reward": {}}, f)
+    assert inputs.dpo_beta() is None                    # no DPO stage recorded
+    with open(os.path.join(inputs.checkpoint(""), "train.json"), "w") as f:
+        json.dump({"dpo": {"beta": 0.1}}, f)
+    assert inputs.dpo_beta() == 0.1
