@@ -3,13 +3,15 @@ prefix reuse, the fused path kept for a shared tokenizer, and bad inputs."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from tests.decoding.cross_helpers import (OVERFLOW, OVERFLOW_CONTEXT, SPLIT_WORD, TextFns,
                                           cross_params, reference)
 from tqjax.api.decode import TQParams, decode
-from tqjax.decoding import DecodeConfig, cross, tq
+from tqjax.decoding import DecodeConfig, cross, plan_for, tq
 from tqjax.decoding.text_reader import ReaderContextError, TextCodec, layout, text_roles
 
 PROMPTS = ["write a short review of the pizza place", "how are you", "tell me about the sushi"]
@@ -116,6 +118,17 @@ def test_chat_prompts_read_with_the_readers_template(models):
     np.testing.assert_allclose(out.rewards, [r["reward"] for r in want], atol=1e-4)
 
 
+def test_the_plan_names_the_readers_that_read_text(models):
+    """The plan owns the wiring: which given readers read text, and which of them the decode runs."""
+    params, rbl = models
+    plan = plan_for(params, CASES["tq-greedy"])
+    assert plan.text_roles == plan.text_readers == ("reward",) and plan.lms == ("sft", "baseline")
+    with_rbl = dataclasses.replace(params, baseline_reward=rbl)
+    assert plan_for(with_rbl, CASES["tq-greedy"]).text_readers == ("reward",)        # direct: r_BL unused
+    indirect = plan_for(with_rbl, CASES["tq-greedy"].replace(transfer="indirect"))
+    assert indirect.text_readers == indirect.reward_models == ("reward", "baseline_reward")
+
+
 def test_shared_tokenizer_keeps_the_fused_path(models):
     """A reader with the SFT tokenizer (an equal copy) is read by ids on the fused path."""
     import copy
@@ -129,6 +142,7 @@ def test_shared_tokenizer_keeps_the_fused_path(models):
     rm = init_model(ModelConfig.tiny("llama", kind="reward", vocab_size=len(sft_tok)),
                     jax.random.key(5), tokenizer=copy.deepcopy(sft_tok))
     assert text_roles(dict(sft=params.sft, reward=rm)) == ()
+    assert plan_for(TQParams(params.sft, params.baseline, rm), CASES["tq-greedy"]).text_readers == ()
     out = decode(TQParams(params.sft, params.baseline, rm), PROMPTS[:1], CASES["tq-greedy"])
     assert "cross_seconds" not in out.diagnostics
 

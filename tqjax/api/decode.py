@@ -20,7 +20,7 @@ from tqjax.decoding.config import DecodeConfig
 from tqjax.decoding.decode_plan import (ROLE_KINDS, DecodePlan, Knobs, batch_bucket, plan_for,
                                        prompt_bucket)
 from tqjax.parallel.multihost import fetch
-from tqjax.decoding.text_reader import check_reader_context, text_roles
+from tqjax.decoding.text_reader import check_reader_context
 from tqjax.io.chat import has_chat_template, is_messages, render_chat
 
 
@@ -31,7 +31,7 @@ def _check_models(params, config) -> tuple[dict, DecodePlan]:
     check_params(params)
     models = {role: getattr(params, role) for role in ROLE_KINDS if getattr(params, role) is not None}
     plan = plan_for(params, config)
-    models = {r: m for r, m in models.items() if r not in text_roles(models)}   # they read text
+    models = {r: m for r, m in models.items() if r not in plan.text_roles}   # they read text
     vocabs = {role: int(model.vocab_size) for role, model in models.items()}
     if len(set(vocabs.values())) > 1:
         listing = ", ".join(f"{role}={size}" for role, size in vocabs.items())
@@ -190,7 +190,7 @@ def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), bat
         return _decode_continuous(params, prompts, config, batch_size, indices, mesh, data,
                                   chunk, on_done, on_error, stats, token_lists, models, plan)
     arrays = _layout(config, token_lists, models, plan, indices, batch_multiple=data)
-    text = _text_roles(params, plan)
+    text = plan.text_readers
     if text:        # a reader with its own tokenizer: the text round trip (tqjax.api.cross)
         from tqjax.api.cross import decode_text
         return decode_text(params, prompts, config, arrays, token_lists, plan, text, mesh)
@@ -221,7 +221,7 @@ def _decode_continuous(params, prompts, config, batch_size, indices, mesh, data,
                        on_error, stats, token_lists, models, plan) -> DecodeOutput:
     from tqjax.decoding import continuous
 
-    if _text_roles(params, plan):
+    if plan.text_readers:
         from tqjax.api.cross import decode_text_batches
         run = lambda rows, rows_indices: decode(params, rows, config, indices=rows_indices, mesh=mesh)
         return decode_text_batches(run, prompts, batch_size, indices, on_done, on_error)
@@ -253,12 +253,6 @@ def _decode_continuous(params, prompts, config, batch_size, indices, mesh, data,
                            chunk=chunk, mesh=mesh, multiple=data, on_done=done, stats=stats)
     per_prompt = [pick([results[i * n + j] for j in range(n)], plan) for i in range(len(token_lists))]
     return build(per_prompt, plan, tokenizer, params.reward is not None, steps=stats.steps)
-
-
-def _text_roles(params, plan) -> list[str]:
-    """The active readers that read text with their own tokenizer (`tqjax.api.cross`)."""
-    return [r for r in text_roles({r: getattr(params, r) for r in ROLE_KINDS
-                                   if getattr(params, r) is not None}) if r in plan.active]
 
 
 def _planned_batch_size(params, config, batch_size: int, token_lists, mesh, dplan) -> int:

@@ -39,10 +39,6 @@ from tqjax.decoding.text_reader import (TextCodec, bucket, layout, prefix_arrays
 from tqjax.models.protocol import for_loops
 
 
-def _lm_roles(plan: DecodePlan) -> tuple[str, ...]:
-    return tuple(r for r in plan.active if r in ("sft", "baseline"))
-
-
 @functools.partial(jax.jit, static_argnames=("slots",))
 def _prefill(lms, tokens_BT, start_B, slots: int):
     return loop.prefill(lms, tokens_BT, start_B, slots)
@@ -219,7 +215,7 @@ def generate(params, arrays, prompt_ids, codecs, knobs, plan: DecodePlan, *, dia
     """The candidate methods with text readers. ``arrays``: the API's left-padded batch;
     ``codecs``: reader role -> `TextCodec`. Returns per-row numpy outputs like the fused engine."""
     clock = _Clock()
-    lm_roles = _lm_roles(plan)
+    lm_roles = plan.lms
     sharding = getattr(jax.tree.leaves(getattr(params, plan.proposal))[0], "sharding", None)
     one_device = sharding is None or len(sharding.device_set) == 1
     held = lambda r: for_loops(getattr(params, r), plan.layers, one_device)     # as `loop.loop_models`
@@ -335,7 +331,6 @@ def plain(params, arrays, prompt_ids, codecs, knobs, config, plan: DecodePlan):
 def make_codecs(params, roles, prompts, prompt_ids, plan: DecodePlan) -> dict:
     """A `TextCodec` per reader the plan uses: text for ``roles``, ids for the others."""
     sft_tok = getattr(params.sft, "tokenizer", None)
-    used = [r for r in ("reward", "baseline_reward") if r in plan.active]
     return {r: TextCodec(r, sft_tok, getattr(getattr(params, r), "tokenizer", None), prompts,
                          prompt_ids, getattr(params, r).max_length, identity=r not in roles)
-            for r in used}
+            for r in plan.reward_models}

@@ -101,6 +101,7 @@ class DecodePlan:
     proposal: str                 # top-k and prior (candidate methods), or the sampled model
     rollout: str | None           # the model that proposes rollout tokens, one at a time
     readers: tuple[str, ...]      # models that read each finished rollout in one pass
+    text_roles: tuple[str, ...]   # given readers with a tokenizer of their own: they read text
     # static shapes and switches
     k: int                        # candidates (0: not a candidate method)
     horizon: int                  # H as run (0 for ARGS)
@@ -136,15 +137,32 @@ class DecodePlan:
         return self.indirect and "baseline_reward" not in self.readers
 
     @property
+    def lms(self) -> tuple[str, ...]:
+        """The language models that keep a committed cache (π_sft, and ρ_BL where it runs)."""
+        return tuple(r for r in self.active if ROLE_KINDS[r] == "lm")
+
+    @property
+    def reward_models(self) -> tuple[str, ...]:
+        """The active reward models (r, and r_BL for indirect transfer when given)."""
+        return tuple(r for r in self.active if ROLE_KINDS[r] == "reward")
+
+    @property
+    def text_readers(self) -> tuple[str, ...]:
+        """The readers the decode runs (``active``) that read text (`tqjax.decoding.cross`)."""
+        return tuple(r for r in self.active if r in self.text_roles)
+
+    @property
     def total_forwards(self) -> int:
         return sum(n for _, n in self.forwards)
 
     @classmethod
-    def build(cls, config: DecodeConfig, given: Iterable[str], stop_ids: Iterable[int] = ()):
+    def build(cls, config: DecodeConfig, given: Iterable[str], stop_ids: Iterable[int] = (),
+              text: Iterable[str] = ()):
         """The plan for ``config`` with the models of the roles in ``given``.
 
         ``stop_ids``: the stop sets of the models that decode or roll out (`decoding_roles`);
-        ``config.stop_token_ids`` are added. Raises ValueError if a needed model is missing.
+        ``config.stop_token_ids`` are added. ``text``: the given readers that read text
+        (`tqjax.decoding.text_reader.text_roles`). Raises ValueError if a needed model is missing.
         """
         if not isinstance(config, DecodeConfig):
             raise TypeError(f"config must be a tqjax.DecodeConfig, got {type(config).__name__}")
@@ -186,7 +204,7 @@ class DecodePlan:
             forwards[r] += k * M * (H if r == "sft" else H + 1)
         return cls(
             method=method, required=required, active=active, proposal=proposal, rollout=rollout,
-            readers=readers, k=k, horizon=H, rollouts=max(M, 1), n=n,
+            readers=readers, text_roles=tuple(r for r in given if r in set(text)), k=k, horizon=H, rollouts=max(M, 1), n=n,
             max_new_tokens=config.max_new_tokens, candidate_chunk=config.candidate_chunk,
             top_k=config.top_k, transfer=config.transfer, weights=config.weights,
             select=config.select, greedy=config.temperature == 0,
@@ -208,12 +226,14 @@ def plan_for(params, config: DecodeConfig) -> DecodePlan:
     """The plan of ``params`` (a `TQParams`, or a mapping role -> model) under ``config``."""
     models = params if isinstance(params, dict) else {
         r: getattr(params, r) for r in ROLES}
-    given = [r for r, m in models.items() if m is not None]
+    from tqjax.decoding.text_reader import text_roles
+
+    given = {r: m for r, m in models.items() if m is not None}
     stops = set()
     for role in DecodePlan.decoding_roles(config):
-        if models.get(role) is not None:
-            stops |= set(models[role].stop_token_ids)
-    return DecodePlan.build(config, given, stops)
+        if role in given:
+            stops |= set(given[role].stop_token_ids)
+    return DecodePlan.build(config, given, stops, text_roles(given) if "sft" in given else ())
 
 
 def matched_bon_n(config: DecodeConfig, plan: DecodePlan | None = None) -> int:

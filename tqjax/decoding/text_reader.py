@@ -231,9 +231,7 @@ def check_reader_context(params, prompts, prompt_ids, plan) -> None:
     models = {r: getattr(params, r) for r in ("sft",) + READERS if getattr(params, r) is not None}
     sft_tok = getattr(params.sft, "tokenizer", None)
     P = len(prompt_ids)
-    for role in text_roles(models):
-        if role not in plan.active:
-            continue
+    for role in plan.text_readers:
         model = models[role]
         codec = TextCodec(role, sft_tok, model.tokenizer, list(prompts), prompt_ids,
                           model.max_length)
