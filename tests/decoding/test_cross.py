@@ -149,12 +149,12 @@ def test_shared_tokenizer_keeps_the_fused_path(models):
 
 def test_score_program_does_not_recompile_per_step(models):
     params, _ = models
-    cross._score_commit.clear_cache()
+    cross.score_commit.clear_cache()
     cfg = CASES["tq-greedy"].replace(max_new_tokens=12, stop_token_ids=())
     out = decode(params, PROMPTS, cfg)
     assert out.diagnostics["steps"] == 12
     buckets = out.diagnostics["reader_buckets"]         # (prefix, suffix) slots seen
-    assert cross._score_commit._cache_size() == len(buckets) <= 12 // 2   # per bucket, not step
+    assert cross.score_commit._cache_size() == len(buckets) <= 12 // 2   # per bucket, not step
 
 
 # -- bad inputs ------------------------------------------------------------------------------
@@ -250,24 +250,53 @@ def test_a_mesh_across_processes_is_refused(models, monkeypatch):
         decode(params, PROMPTS[:1], CASES["tq"], mesh=tqjax.make_mesh(2, 4))
 
 
-def test_batch_size_runs_static_batches_with_each_prompts_key(models):
-    """``batch_size`` with a text reader (no slot refill on this path yet): batches of that size,
-    each prompt with its own key, so the results equal one batch of all prompts, and ``on_done``
-    sees every prompt once with its own output."""
+def _in_order_steps(lengths, rows):
+    """Steps of ``rows`` slots refilled in prompt order, each prompt starting as a slot frees."""
+    free, end = [0] * rows, 0
+    for n in lengths:
+        start = min(free)
+        free[free.index(start)] = start + n
+        end = max(end, start + n)
+    return end
+
+
+@pytest.mark.parametrize("case", ["tq", "cd"])
+def test_batch_size_refills_slots_with_each_prompts_key(models, case):
+    """``batch_size`` with a text reader: ``B`` slots, a finished prompt's slot taking the next
+    prompt at once (the steps are those of an ideal in-order refill), each prompt with its own
+    key, so the results equal one batch of all prompts, and ``on_done`` sees every prompt once
+    with its own output."""
+    from tqjax.decoding.continuous import Stats
+
     params, _ = models
-    config = CASES["tq"]
-    whole = decode(params, PROMPTS, config)
-    seen = {}
-    got = decode(params, PROMPTS, config, batch_size=2,
+    config = CASES[case].replace(max_new_tokens=6, stop_token_ids=(21, 185, 215))
+    prompts = PROMPTS + ["the sushi", "a pizza place review", "how"]
+    whole = decode(params, prompts, config)
+    lengths = [len(t) for t in whole.tokens]
+    assert len(set(lengths)) > 1, lengths            # rows end at different steps
+    seen, stats = {}, Stats()
+    got = decode(params, prompts, config, batch_size=2, stats=stats,
                  on_done=lambda i, out: seen.setdefault(i, out))
     assert got.tokens == whole.tokens
     np.testing.assert_allclose(got.rewards, whole.rewards, atol=1e-4)
     np.testing.assert_allclose(got.kl, whole.kl, atol=1e-4)
-    assert len(got.diagnostics["q"]) == len(PROMPTS)
-    assert sorted(seen) == [0, 1, 2]
+    np.testing.assert_allclose(np.concatenate(got.diagnostics["q"]),
+                               np.concatenate(whole.diagnostics["q"]), atol=1e-4)
+    assert stats.steps == got.diagnostics["steps"] == _in_order_steps(lengths, 2)
+    assert (stats.row_steps, stats.live_row_steps, stats.inserted) == (2 * stats.steps, sum(lengths), 6)
+    assert sorted(seen) == list(range(6))
     for i, out in seen.items():
         assert out.tokens == [whole.tokens[i]]
         np.testing.assert_allclose(out.rewards, whole.rewards[i:i + 1], atol=1e-4)
+
+
+def test_batch_size_runs_plain_methods_in_static_batches(models):
+    """best-of-N with a text reader keeps static batches of ``batch_size``: the same results."""
+    params, _ = models
+    whole = decode(params, PROMPTS, CASES["bon"])
+    got = decode(params, PROMPTS, CASES["bon"], batch_size=2)
+    assert got.tokens == whole.tokens
+    np.testing.assert_allclose(got.rewards, whole.rewards, atol=1e-4)
 
 
 def test_candidate_chunk_reads_the_candidates_in_chunks_with_the_same_result(models):

@@ -127,7 +127,7 @@ def _check(params, prompts, config):
     models, plan = _check_models(params, config)
     token_lists = _tokenize(params, prompts)
     _check_tokens(token_lists, models, plan)
-    if set(plan.active) - set(models):         # readers of text: their context, before any work
+    if plan.text_readers:         # readers of text: their context, before any work
         check_reader_context(params, prompts, token_lists, plan)
     return token_lists, models, plan
 
@@ -176,7 +176,10 @@ def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), bat
     tokenizer, a prompt whose text outgrows the reader's context during decoding raises a
     `tqjax.ReaderContextError` naming it; with ``batch_size``, on_error(i, error) takes it instead
     and the other prompts are decoded as if it were not there (`tqjax.api.cross`,
-    ``diagnostics["failed"]``). on_done and on_error must take two positional arguments.
+    ``diagnostics["failed"]``). With such a reader the candidate methods refill slots too
+    (`tqjax.decoding.cross_rows`: the host visits every step, so ``chunk`` does not apply); the
+    plain methods and best-of-N run static batches of ``batch_size``. on_done and on_error must
+    take two positional arguments.
 
     Every argument is checked before any model is placed or program compiled
     (`tqjax.api.checks`): a TypeError or ValueError names the argument.
@@ -222,9 +225,14 @@ def _decode_continuous(params, prompts, config, batch_size, indices, mesh, data,
     from tqjax.decoding import continuous
 
     if plan.text_readers:
-        from tqjax.api.cross import decode_text_batches
-        run = lambda rows, rows_indices: decode(params, rows, config, indices=rows_indices, mesh=mesh)
-        return decode_text_batches(run, prompts, batch_size, indices, on_done, on_error)
+        from tqjax.api.cross import decode_text, decode_text_batches
+        if not plan.candidates:
+            run = lambda rows, rows_indices: decode(params, rows, config, indices=rows_indices, mesh=mesh)
+            return decode_text_batches(run, prompts, batch_size, indices, on_done, on_error)
+        arrays = _layout(config, token_lists, models, plan, indices, batch_multiple=data)
+        rows = -(-min(batch_size or len(token_lists), len(token_lists)) // data) * data
+        return decode_text(params, prompts, config, arrays, token_lists, plan, plan.text_readers,
+                           mesh, rows=rows, on_done=on_done, on_error=on_error, stats=stats)
     batch_size = _planned_batch_size(params, config, batch_size, token_lists, mesh, plan)
     arrays = _layout(config, token_lists, models, plan, indices, batch_multiple=data)
     T = arrays["tokens_BT"].shape[1]

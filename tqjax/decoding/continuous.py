@@ -31,22 +31,14 @@ from tqjax.decoding import loop
 from tqjax.decoding.decode_plan import DecodePlan, batch_bucket
 from tqjax.decoding.state import DecodeState, init_state
 from tqjax.parallel.multihost import fetch, put_global, spans_processes
-from tqjax.parallel.rules import constrain_cache
 
 ROW_FIELDS = ("tokens_BN", "length_B", "reward_B", "logp_sft_B", "kl_B", "log_ratio_B", "bad_B",
               "fallback_B", "rank_BN", "q_BNC")
 
 
-
-
 def _empty(params, rows: int, slots: int, plan: DecodePlan, mesh=None) -> DecodeState:
     """``rows`` empty slots (all done), caches of ``slots`` positions with per-row positions."""
-    caches, outs = {}, {}
-    for role, model in loop.loop_models(params, plan, mesh).items():
-        cache = model.init_cache(rows, slots)
-        caches[role] = constrain_cache(model.insert(cache, cache, jnp.arange(rows)), mesh)
-        shape = (rows, model.vocab_size) if model.kind == "lm" else (rows,)
-        outs[role] = jnp.zeros(shape, jnp.float32)
+    caches, outs = loop.empty_rows(loop.loop_models(params, plan, mesh), rows, slots, mesh)
     state = init_state(caches, outs, jnp.zeros((rows,), bool), plan.max_new_tokens, plan.k,
                        plan.diagnostics and plan.candidates)
     return dataclasses.replace(state, step=jnp.zeros((rows,), jnp.int32))
@@ -65,9 +57,8 @@ def _insert(params, state: DecodeState, keys_B, tokens_RT, start_R, keys_R, slot
     changes = {name: put(getattr(state, name), getattr(fresh, name))
                for name in ROW_FIELDS + ("done_B",)}
     changes["step"] = put(state.step, jnp.zeros(slots_R.shape, jnp.int32))
-    changes["caches"] = {role: constrain_cache(model.insert(state.caches[role], caches_R[role], slots_R), mesh)
-                         for role, model in models.items()}
-    changes["outs"] = {role: put(state.outs[role], outs_R[role]) for role in models}
+    changes["caches"], changes["outs"] = loop.insert_rows(models, state.caches, state.outs,
+                                                          caches_R, outs_R, slots_R, mesh)
     keys_B = jax.random.wrap_key_data(put(jax.random.key_data(keys_B), jax.random.key_data(keys_R)))
     return dataclasses.replace(state, **changes), keys_B
 

@@ -3,20 +3,21 @@
 Re-tokenising cannot happen inside an XLA program, so a step is two jitted programs with the text
 round trip (`tqjax.decoding.text_reader`) between them, and everything else stays fused:
 
-1. ``_propose``: the top-k candidates of every row and the k·M rollouts of each, for the whole
+1. `propose`: the top-k candidates of every row and the k·M rollouts of each, for the whole
    batch (the same `tq.propose` as the fused step, with the same keys), plus the implicit
    ``log ρ_BL − log π_sft`` where indirect transfer uses it;
 2. host: every rollout ``[committed, z, τ]`` (up to its first stop id) is decoded with the SFT
    tokenizer and re-encoded with each reader's, in one batched call of each tokenizer;
-3. ``_score_commit``: each reader reads every encoding, after a prefix cache of its row, in one
+3. `score_commit`: each reader reads every encoding, after a prefix cache of its row, in one
    pass (`forward_suffix`), in fixed buckets; then the values, the selection (`tq.choose`) and
-   the commit to the SFT/baseline caches, as the fused step does them. The prefix cache holds ids
+   the commit to the SFT/baseline caches (`loop.commit`), as the fused step does them. The prefix cache holds ids
    that every encoding of the row starts with, compared id by id (so it is exactly what a full
    re-encode computes, whatever the tokenizer does at the seam); it is kept across steps while
    that holds and reading the longer suffixes costs fewer reader positions than prefilling the
    rows' new shared prefix, else it is prefilled again (`prefill_reader`, `_Prefixes`).
 
-The committed response's reward (``out.rewards``), best-of-N's samples and the plain methods'
+The host loop that runs these steps over slots, refilling a finished prompt's slot with the next
+prompt, is `tqjax.decoding.cross_rows`. The committed response's reward (``out.rewards``), best-of-N's samples and the plain methods'
 reward go through the same round trip (`score_texts`). Host seconds per phase are reported in
 ``diagnostics["cross_seconds"]``.
 """
@@ -36,16 +37,31 @@ from tqjax.decoding import select as select_lib
 from tqjax.decoding.decode_plan import DecodePlan, plan_for
 from tqjax.decoding.text_reader import (TextCodec, bucket, layout, prefix_arrays, shared_prefix,
                                          suffix_arrays)
-from tqjax.models.protocol import for_loops
 
 
-@functools.partial(jax.jit, static_argnames=("slots",))
-def _prefill(lms, tokens_BT, start_B, slots: int):
-    return loop.prefill(lms, tokens_BT, start_B, slots)
+def held_models(params, plan: DecodePlan, mesh=None):
+    """``(lms, readers)``: the language models and the text readers, as the loops hold them
+    (`loop.loop_models`)."""
+    models = loop.loop_models(params, plan, mesh)
+    return ({r: models[r] for r in plan.lms}, {r: models[r] for r in plan.reward_models})
+
+
+@functools.partial(jax.jit, static_argnames=("rows", "slots", "mesh"))
+def empty(lms, rows: int, slots: int, mesh=None):
+    """``rows`` empty slots of every language model (`loop.empty_rows`)."""
+    return loop.empty_rows(lms, rows, slots, mesh)
+
+
+@functools.partial(jax.jit, static_argnames=("slots", "mesh"), donate_argnums=(1, 2))
+def insert(lms, caches, outs, tokens_RT, start_R, slots_R, slots: int, mesh=None):
+    """Prefill ``R`` left-padded prompts and put them into rows ``slots_R`` (past the last row:
+    dropped) of the language models' ``caches`` and ``outs``."""
+    caches_R, outs_R = loop.prefill(lms, tokens_RT, start_R, slots, mesh)
+    return loop.insert_rows(lms, caches, outs, caches_R, outs_R, slots_R, mesh)
 
 
 @functools.partial(jax.jit, static_argnames=("plan",))
-def _propose(lms, caches, outs, step_keys_B, knobs, plan: DecodePlan):
+def propose(lms, caches, outs, step_keys_B, knobs, plan: DecodePlan):
     """Candidates ``[B, C]``, their prior, rollout tokens ``[C, M, B, H+1]``, each rollout's last
     real index ``[C, M, B]`` and the implicit log-ratio ``[C, M, B]`` (zeros unless used)."""
     H, M = plan.horizon, plan.rollouts
@@ -94,9 +110,9 @@ def read_texts(model, prefix_BP, start_B, suffix_RBU, last_RB):
                  suffix_RBU, last_RB)
 
 
-@functools.partial(jax.jit, static_argnames=("plan",), donate_argnums=(2,))
-def _score_commit(lms, readers, caches, outs, cand_BC, prior_BC, lr_CMB, reader_caches, reads,
-                  step_keys_B, live_B, knobs, plan: DecodePlan):
+@functools.partial(jax.jit, static_argnames=("plan", "mesh"), donate_argnums=(2,))
+def score_commit(lms, readers, caches, outs, cand_BC, prior_BC, lr_CMB, reader_caches, reads,
+                 step_keys_B, live_B, knobs, plan: DecodePlan, mesh=None):
     C, M, B = lr_CMB.shape
     chunk = plan.candidate_chunk * M       # the k·M rollouts are read candidate by candidate
     r = {role: _read(readers[role], reader_caches[role], *reads[role], chunk=chunk).reshape(C, M, B)
@@ -114,13 +130,10 @@ def _score_commit(lms, readers, caches, outs, cand_BC, prior_BC, lr_CMB, reader_
     token_B, info = tq.choose(cand_BC, prior_BC, q_BC, logp, step_keys_B, knobs, plan)
     token_B = jnp.where(live_B, token_B, tq.PAD)
     info["logp_sft_B"] = jnp.take_along_axis(logp["sft"], token_B[:, None], axis=-1)[:, 0]
-    new_caches, new_outs = {}, {}
-    for role, model in lms.items():
-        new_outs[role], new_caches[role] = model.append(token_B, caches[role])
-    return new_caches, new_outs, token_B, info
+    return (*loop.commit(lms, caches, token_B, mesh), token_B, info)
 
 
-class _Clock:
+class Clock:
     def __init__(self):
         self.seconds = dict(propose=0.0, host_text=0.0, transfer=0.0, score_commit=0.0)
         self.reader_tokens = 0
@@ -141,7 +154,7 @@ def _encode(codec, rows, responses, clock):
 def score_texts(codecs, reader_models, rows, responses, role="reward", clock=None):
     """The reader ``role``'s score of each (prompt index, response) pair, float32 ``[len(rows)]``,
     through the text round trip (one encoding per group: the prefix is all but its last id)."""
-    clock = clock or _Clock()
+    clock = clock or Clock()
     t = time.perf_counter()
     host = layout(_encode(codecs[role], rows, responses, clock), len(rows))[:4]
     t = clock.add("host_text", t)
@@ -181,13 +194,14 @@ def _suffix_slots(enc, keep, R):
     return bucket(max(max(len(x) - int(keep[j // R]), 1) for j, x in enumerate(enc)))
 
 
-def _step_reads(codecs, readers, prefixes, rows, responses, live, groups, clock):
+def step_reads(codecs, readers, prefixes, rows, responses, live, groups, clock):
     """Per reader: its prefix cache (kept or prefilled again) and the suffix arrays of this
-    step's encodings."""
+    step's encodings. Every reader's encodings are checked before any prefix state changes, so a
+    `ReaderContextError` leaves ``prefixes`` as it was."""
     t = time.perf_counter()
+    encodings = {role: _encode(codec, rows, responses, clock) for role, codec in codecs.items()}
     host, refresh = {}, {}
-    for role, codec in codecs.items():
-        enc = _encode(codec, rows, responses, clock)
+    for role, enc in encodings.items():
         R = len(enc) // groups
         shared = shared_prefix(enc, groups)
         state = prefixes.setdefault(role, _Prefixes())
@@ -211,89 +225,10 @@ def _step_reads(codecs, readers, prefixes, rows, responses, live, groups, clock)
     return {role: prefixes[role].cache for role in codecs}, dev
 
 
-def generate(params, arrays, prompt_ids, codecs, knobs, plan: DecodePlan, *, diagnostics: bool):
-    """The candidate methods with text readers. ``arrays``: the API's left-padded batch;
-    ``codecs``: reader role -> `TextCodec`. Returns per-row numpy outputs like the fused engine."""
-    clock = _Clock()
-    lm_roles = plan.lms
-    sharding = getattr(jax.tree.leaves(getattr(params, plan.proposal))[0], "sharding", None)
-    one_device = sharding is None or len(sharding.device_set) == 1
-    held = lambda r: for_loops(getattr(params, r), plan.layers, one_device)     # as `loop.loop_models`
-    lms = {r: held(r) for r in lm_roles}
-    readers = {r: held(r) for r in codecs}
-    tokens_BT, start_B, keys_B, live_B = (arrays[k] for k in ("tokens_BT", "start_B", "keys_B",
-                                                              "live_B"))
-    B, T = tokens_BT.shape
-    N, P = plan.max_new_tokens, len(prompt_ids)
-    t = time.perf_counter()
-    caches, outs = _prefill(lms, tokens_BT, start_B, T + N)
-    done = ~np.asarray(live_B)
-    committed = [[] for _ in range(B)]
-    acc = {name: np.zeros(B, np.float32) for name in ("logp_sft_B", "kl_B", "log_ratio_B")}
-    bad, fallback = np.zeros(B, np.int32), np.zeros(B, np.int32)
-    ranks, qs = [[] for _ in range(B)], [[] for _ in range(B)]
-    rows = [min(b, P - 1) for b in range(B)]
-    buckets = set()     # per step, each reader's (prefix, suffix) slots: one program per entry
-    prefixes = {}       # reader role -> `_Prefixes`
-    step = 0
-    while step < N and not done.all():
-        step_keys_B = sampler.step_key(keys_B, step)
-        cand, prior, toks, last, lr = _propose(lms, caches, outs, step_keys_B, knobs, plan)
-        jax.block_until_ready(toks)
-        t = clock.add("propose", t)
-        toks_np, last_np = jax.device_get((toks, last))
-        t = clock.add("transfer", t)
-        C, M = toks_np.shape[:2]
-        row_ids, responses = [], []
-        for b in range(B):
-            for c in range(C):
-                for m in range(M):
-                    row_ids.append(rows[b])
-                    if done[b]:         # scored but never read: the shortest stand-in
-                        responses.append(committed[b][-1:] or [int(toks_np[c, m, b, 0])])
-                    else:
-                        responses.append(committed[b] + toks_np[c, m, b, :last_np[c, m, b] + 1].tolist())
-        reader_caches, reads = _step_reads(codecs, readers, prefixes, row_ids, responses, ~done,
-                                           B, clock)
-        buckets.add(tuple((r, prefixes[r].slots, x[0].shape[2])
-                          for r, x in sorted(reads.items())))
-        t = time.perf_counter()
-        live_now = jnp.asarray(~done)
-        caches, outs, token_B, info = _score_commit(lms, readers, caches, outs, cand, prior, lr,
-                                                    reader_caches, reads, step_keys_B, live_now,
-                                                    knobs, plan)
-        info = jax.device_get(dict(info, token_B=token_B))
-        t = clock.add("score_commit", t)
-        live = ~done
-        for name in acc:
-            acc[name] += np.where(live, info[name], 0).astype(np.float32)
-        bad += np.where(live, info["bad_B"], 0).astype(np.int32)
-        fallback += np.where(live, info["fallback_B"], 0).astype(np.int32)
-        for b in np.flatnonzero(live):
-            committed[b].append(int(info["token_B"][b]))
-            if diagnostics:
-                ranks[b].append(int(info["rank_B"][b]))
-                qs[b].append(info["q_BC"][b])
-            if not plan.ignore_eos and int(info["token_B"][b]) in plan.stop_ids:
-                done[b] = True
-        step += 1
-    reward = None
-    if "reward" in codecs:
-        reward = score_texts(codecs, readers, range(P), committed[:P], clock=clock)
-    out = dict(tokens=committed[:P], reward_B=reward, steps=step, bad_B=bad[:P],
-               fallback_B=fallback[:P], cross_seconds=dict(clock.seconds),
-               reader_tokens=clock.reader_tokens, reader_buckets=sorted(buckets),
-               **{k: v[:P] for k, v in acc.items()})
-    if diagnostics:
-        out.update(rank=[np.asarray(x, np.int32) for x in ranks[:P]],
-                   q=[np.asarray(x, np.float32).reshape(-1, plan.k) for x in qs[:P]])
-    return out
-
-
 def plain(params, arrays, prompt_ids, codecs, knobs, config, plan: DecodePlan):
     """``sft``/``baseline`` (one row per prompt) or best-of-N (``n`` rows per prompt, the kept one
     the highest text-read reward; non-finite rewards lose, all non-finite keeps sample 0)."""
-    clock = _Clock()
+    clock = Clock()
     bon = plan.method == "bon"
     method = plan.proposal if bon else plan.method
     fused = dataclasses.replace(params, reward=None, baseline_reward=None)

@@ -43,6 +43,37 @@ def prefill(models: dict[str, DecodeModel], tokens_BT, start_B, slots: int, mesh
     return caches, outs
 
 
+def commit(models: dict[str, DecodeModel], caches, token_B, mesh=None):
+    """Append ``token_B`` to every model's committed cache: ``(caches, outs)``, the caches laid
+    out on ``mesh`` by the rules."""
+    new_caches, new_outs = {}, {}
+    for role, model in models.items():
+        new_outs[role], cache = model.append(token_B, caches[role])
+        new_caches[role] = constrain_cache(cache, mesh)
+    return new_caches, new_outs
+
+
+def empty_rows(models: dict[str, DecodeModel], rows: int, slots: int, mesh=None):
+    """``rows`` empty rows of every model, for rows that start at different times (continuous
+    batching): caches of ``slots`` positions with per-row write positions, zero head outputs."""
+    caches, outs = {}, {}
+    for role, model in models.items():
+        cache = model.init_cache(rows, slots)
+        caches[role] = constrain_cache(model.insert(cache, cache, jnp.arange(rows)), mesh)
+        shape = (rows, model.vocab_size) if model.kind == "lm" else (rows,)
+        outs[role] = jnp.zeros(shape, jnp.float32)
+    return caches, outs
+
+
+def insert_rows(models: dict[str, DecodeModel], caches, outs, caches_R, outs_R, slots_R, mesh=None):
+    """Put ``R`` prefilled rows (``caches_R``, ``outs_R``) into rows ``slots_R`` of every model's
+    ``caches`` and ``outs`` (a slot past the last row is dropped): ``(caches, outs)``."""
+    put = lambda old, new: old.at[slots_R].set(new.astype(old.dtype), mode="drop")
+    return ({role: constrain_cache(model.insert(caches[role], caches_R[role], slots_R), mesh)
+             for role, model in models.items()},
+            {role: put(outs[role], outs_R[role]) for role in models})
+
+
 def loop_models(params, plan: DecodePlan, mesh=None) -> dict[str, DecodeModel]:
     """The models the plan runs, as the loops hold them (`protocol.for_loops`, done once, before
     the loops) in the plan's layer layout: ``auto`` unrolls shallow transformers on one device and
@@ -100,10 +131,7 @@ def step_fn(models: dict[str, DecodeModel], keys_B, knobs: Knobs, plan: DecodePl
         token_B = jnp.where(live_B, token_B, tq.PAD)
         logp_sft_B = jnp.take_along_axis(jax.nn.log_softmax(s.outs["sft"].astype(jnp.float32)),
                                          token_B[:, None], axis=-1)[:, 0]
-        new_outs, new_caches = {}, {}
-        for role, model in models.items():
-            new_outs[role], cache = model.append(token_B, s.caches[role])
-            new_caches[role] = constrain_cache(cache, mesh)
+        new_caches, new_outs = commit(models, s.caches, token_B, mesh)
 
         def acc(total, value):
             return total + jnp.where(live_B, value, 0).astype(total.dtype)
