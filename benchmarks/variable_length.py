@@ -7,6 +7,9 @@ models, EOS on. For each method (TQ* with k=10, H=20; greedy ``sft``) and each r
   longest row ends);
 - ``continuous``: one ``tqjax.decode(..., batch_size=B)``, a finished row taking the next prompt.
 
+``tq-text`` is TQ* with ``reward-bpe``, the reward model with its own tokenizer, so the text path
+(`tqjax.decoding.cross_rows`) refills its slots.
+
 The tokens of the two are compared first. Reported: tokens/s, the share of row-steps spent on live
 rows, the ideal in-order gain (`ideal_gain`: static row-steps over the row-steps of refilling the
 ``B`` slots in prompt order at no cost, computed from the response lengths), the row-step gain
@@ -18,6 +21,7 @@ keeps its fastest round, so a burst of load on a shared machine does not land on
 
     python benchmarks/throughput.py --variable              # 128 prompts, B = 16 and 64
     python benchmarks/variable_length.py --prompts 32 --rows 16 --methods sft
+    python benchmarks/variable_length.py --prompts 64 --rows 16 --methods tq tq-text
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ from tqjax.decoding.continuous import Stats  # noqa: E402
 EVAL_SEED = 30_000     # `tqjax eval`'s held-out prompts
 METHODS = {"tq": DecodeConfig(method="tq", k=10, horizon=20, max_new_tokens=48),
            "sft": DecodeConfig(method="sft", max_new_tokens=48)}
+METHODS["tq-text"] = METHODS["tq"]      # TQ* with reward-bpe, a reader with its own tokenizer
+READER = {"tq-text": "reward-bpe"}
 
 
 def ideal_gain(lengths, rows: int) -> tuple[float, int, int]:
@@ -56,9 +62,9 @@ def ideal_gain(lengths, rows: int) -> tuple[float, int, int]:
     return static / (rows * end), static, rows * end
 
 
-def shipped(root=SHIPPED) -> TQParams:
+def shipped(root=SHIPPED, reward: str = "reward") -> TQParams:
     load = lambda name: tqjax.load(os.path.join(root, name))   # noqa: E731
-    return TQParams(sft=load("sft"), baseline=load("baseline-direct"), reward=load("reward"))
+    return TQParams(sft=load("sft"), baseline=load("baseline-direct"), reward=load(reward))
 
 
 def static_run(params, prompts, config, rows):
@@ -83,8 +89,9 @@ def interleaved(fns, repeats: int):
     return results, best
 
 
-def compare(params, prompts, config, rows, log=print, repeats: int = 2) -> dict:
-    log(f"{config.method} B={rows}: static and continuous, interleaved, {repeats} rounds")
+def compare(params, prompts, config, rows, log=print, repeats: int = 2, name=None) -> dict:
+    name = name or config.method
+    log(f"{name} B={rows}: static and continuous, interleaved, {repeats} rounds")
     stats = {}
 
     def run():
@@ -97,7 +104,7 @@ def compare(params, prompts, config, rows, log=print, repeats: int = 2) -> dict:
     lengths = [len(t) for t in static]
     tokens = sum(lengths)
     gain, static_rs, ideal_rs = ideal_gain(lengths, rows)
-    return dict(method=config.method, rows=rows, same=static == cont, tokens=tokens,
+    return dict(method=name, rows=rows, same=static == cont, tokens=tokens,
                 static_tok_s=tokens / t_static, cont_tok_s=tokens / t_cont,
                 static_live=tokens / static_rs, cont_live=s.live_row_steps / s.row_steps,
                 step_gain=static_rs / s.row_steps,
@@ -131,12 +138,12 @@ def main(argv=None):
     from tqjax.world import sample_prompts
 
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    params = shipped()
     prompts = sample_prompts(a.prompts, seed=EVAL_SEED)
     print(f"# variable-length responses: {a.prompts} held-out prompts of the shipped task, shipped "
           f"models, EOS on, 48 new tokens — {os.cpu_count()} cores, jax {jax.__version__}, "
           f"{jax.devices()[0].platform}; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    results = [compare(params, prompts, METHODS[m], rows, log, a.repeats)
+    results = [compare(shipped(reward=READER.get(m, "reward")), prompts, METHODS[m], rows, log,
+                       a.repeats, name=m)
                for m in a.methods for rows in a.rows]
     print(table(results))
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")

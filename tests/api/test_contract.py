@@ -202,7 +202,7 @@ NAMED_AS = {"prompts": r"\bprompts?\b", "data": r"\bdata\b", "model": r"\bmodel\
 # What each entry point does first once its arguments are good: spied on, so no row gets there.
 WORK = ["tqjax.api.decode._layout", "tqjax.decoding.engine.decode_arrays",
         "tqjax.decoding.continuous.decode_rows", "tqjax.api.cross.decode_text",
-        "tqjax.api.cross.decode_text_batches", "tqjax.api.models.load_checkpoint",
+        "tqjax.api.cross.TextScorer", "tqjax.api.models.load_checkpoint",
         "tqjax.api.models.load_hf", "tqjax.api.models.save_checkpoint", "tqjax.api.models._forward",
         "tqjax.api.models._reward", "tqjax.parallel.mesh.Mesh"]
 

@@ -290,13 +290,27 @@ def test_batch_size_refills_slots_with_each_prompts_key(models, case):
         np.testing.assert_allclose(out.rewards, whole.rewards[i:i + 1], atol=1e-4)
 
 
-def test_batch_size_runs_plain_methods_in_static_batches(models):
-    """best-of-N with a text reader keeps static batches of ``batch_size``: the same results."""
+@pytest.mark.parametrize("case", ["bon", "sft"])
+def test_batch_size_refills_plain_methods_too(models, case):
+    """best-of-N and the plain methods with a text reader sample under continuous batching (each
+    sample a slot) and the reader reads each prompt's responses when they are done: the same
+    results as one batch, ``on_done`` once per prompt."""
+    from tqjax.decoding.continuous import Stats
+
     params, _ = models
-    whole = decode(params, PROMPTS, CASES["bon"])
-    got = decode(params, PROMPTS, CASES["bon"], batch_size=2)
-    assert got.tokens == whole.tokens
+    whole = decode(params, PROMPTS, CASES[case])
+    seen, stats = {}, Stats()
+    got = decode(params, PROMPTS, CASES[case], batch_size=1, stats=stats,
+                 on_done=lambda i, out: seen.setdefault(i, out))
+    assert got.tokens == whole.tokens and sorted(seen) == [0, 1, 2]
     np.testing.assert_allclose(got.rewards, whole.rewards, atol=1e-4)
+    n = CASES[case].n if case == "bon" else 1
+    assert stats.inserted == 3 * n and "cross_seconds" in got.diagnostics
+    if case == "bon":
+        np.testing.assert_allclose(got.diagnostics["sample_rewards"],
+                                   whole.diagnostics["sample_rewards"], atol=1e-4)
+    for i, out in seen.items():
+        assert out.tokens == [whole.tokens[i]]
 
 
 def test_candidate_chunk_reads_the_candidates_in_chunks_with_the_same_result(models):
@@ -351,6 +365,35 @@ def test_rollout_past_the_readers_context_is_one_prompts_error(models):
         decode(params, [OVERFLOW[i] for i in (0, 2, 1)], config, batch_size=2, indices=[0, 2, 1])
     with pytest.raises(ReaderContextError, match=r"^prompt 1: the text TQParams.reward reads"):
         decode(params, OVERFLOW, config)
+
+
+def test_response_past_the_readers_context_is_one_prompts_error_for_plain_methods(models):
+    """The plain methods (and best-of-N): the fused engine samples, the reader reads each prompt's
+    responses as they finish; with a context that only prompt ``victim``'s response outgrows, that
+    prompt goes to ``on_error`` and the others keep the results of the whole batch."""
+    params, _ = models
+    config = CASES["sft"]
+    whole = decode(params, OVERFLOW, config)
+    ids = [params.sft.tokenizer.encode(p) for p in OVERFLOW]
+    codec = TextCodec("reward", params.sft.tokenizer, params.reward.tokenizer, OVERFLOW, ids, 10**6)
+    reads = [len(codec.encode([i], [whole.tokens[i]])[0]) for i in range(3)]
+    own = [len(codec.encode([i], [[]])[0]) for i in range(3)]
+    victim = int(np.argmax(reads))
+    context = max(max(r for i, r in enumerate(reads) if i != victim), max(own))
+    assert reads[victim] > context, (reads, own)
+    reader = params.reward.replace(config=params.reward.config.replace(max_positions=context))
+    short = TQParams(params.sft, params.baseline, reader)
+    errors, done = {}, {}
+    out = decode(short, OVERFLOW, config, batch_size=2, on_done=done.setdefault,
+                 on_error=errors.setdefault)
+    kept = [i for i in range(3) if i != victim]
+    assert list(errors) == [victim] and sorted(done) == kept == [i for i in range(3) if i not in errors]
+    error = errors[victim]
+    assert type(error) is ReaderContextError and (error.prompt, error.context) == (victim, context)
+    assert out.diagnostics["failed"] == [victim] and out.tokens == [whole.tokens[i] for i in kept]
+    np.testing.assert_allclose(out.rewards, whole.rewards[kept], atol=1e-4)
+    with pytest.raises(ReaderContextError, match=rf"^prompt {victim}: the text TQParams.reward"):
+        decode(short, OVERFLOW, config)
 
 
 def test_on_error_needs_batch_size(models):

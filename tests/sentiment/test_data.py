@@ -1,14 +1,10 @@
 """The Pang & Lee CSV reader, the fixed splits and the review prefixes, on tiny CSVs in the same format."""
 
 import collections
-import os
-import re
-import subprocess
 
 import pytest
 
 from tqjax.sentiment import Example, detokenize, read_polarity_csv, read_splits, review_prefix, review_prompts, split
-from tqjax.sentiment.setup import SentimentPaths
 
 
 def write_csv(path, rows):
@@ -117,40 +113,3 @@ def test_review_prompts_skip_repeats_and_stop_at_n():
         [Example(f"review number {i} starts like this and goes on", 0) for i in range(5)]
     prompts = review_prompts(reviews, n=3, n_words=3)
     assert prompts == ["The same opening", "Review number 0", "Review number 1"]
-
-
-def test_real_corpora_when_cached():
-    paths = SentimentPaths(os.path.expanduser("~/.cache/tqjax"))
-    if not os.path.isfile(paths.sentences_csv):
-        pytest.skip("the real corpora are not in ~/.cache/tqjax (run `tqjax sentiment setup`)")
-    assert read_splits(paths.sentences_csv).sizes() == (3200, 400, 400)
-    reviews = read_splits(paths.reviews_csv)
-    assert reviews.sizes() == (1200, 150, 150)
-    assert len(review_prompts(reviews.val, 32)) == 32 and len(review_prompts(reviews.test)) == 150
-
-
-def test_no_tracked_file_holds_corpus_text_when_cached():
-    """The corpora are for personal use: no file in git may hold 8 consecutive words of them."""
-    paths = SentimentPaths(os.path.expanduser("~/.cache/tqjax"))
-    if not os.path.isfile(paths.reviews_csv):
-        pytest.skip("the real corpora are not in ~/.cache/tqjax (run `tqjax sentiment setup`)")
-    word = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-
-    def shingles(text):
-        words = word.findall(text.lower())
-        return {hash(tuple(words[i:i + 8])) for i in range(len(words) - 7)}
-
-    corpus = set()
-    for path in (paths.reviews_csv, paths.sentences_csv):
-        for example in read_polarity_csv(path):
-            corpus |= shingles(example.text)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, text=True,
-                             check=True).stdout.split("\0")
-    leaks = []
-    for name in tracked:
-        if name and name.endswith((".py", ".md", ".txt", ".json", ".jsonl", ".csv", ".html", ".toml", ".cfg")):
-            with open(os.path.join(root, name), encoding="utf-8", errors="replace") as f:
-                if shingles(f.read()) & corpus:
-                    leaks.append(name)
-    assert leaks == []

@@ -13,14 +13,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from tqjax.api.checks import check_decode, check_indices, check_instance, check_params, check_prompts
-from tqjax.api.outputs import DecodeOutput, build, pick, text_of
+from tqjax.api.outputs import DecodeOutput, build, empty, pick, text_of
 from tqjax.api.params import TQParams, place
 from tqjax.decoding import engine
 from tqjax.decoding.config import DecodeConfig
 from tqjax.decoding.decode_plan import (ROLE_KINDS, DecodePlan, Knobs, batch_bucket, plan_for,
                                        prompt_bucket)
 from tqjax.parallel.multihost import fetch
-from tqjax.decoding.text_reader import check_reader_context
+from tqjax.decoding.text_reader import ReaderContextError, check_reader_context
 from tqjax.io.chat import has_chat_template, is_messages, render_chat
 
 
@@ -178,8 +178,9 @@ def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), bat
     and the other prompts are decoded as if it were not there (`tqjax.api.cross`,
     ``diagnostics["failed"]``). With such a reader the candidate methods refill slots too
     (`tqjax.decoding.cross_rows`: the host visits every step, so ``chunk`` does not apply); the
-    plain methods and best-of-N run static batches of ``batch_size``. on_done and on_error must
-    take two positional arguments.
+    plain methods and best-of-N sample under the fused engine's continuous batching and the reader
+    reads each prompt's responses as they finish. on_done and on_error must take two positional
+    arguments.
 
     Every argument is checked before any model is placed or program compiled
     (`tqjax.api.checks`): a TypeError or ValueError names the argument.
@@ -189,7 +190,7 @@ def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), bat
     check_decode(prompts, batch_size, indices, mesh, chunk, on_done, on_error, stats)
     data = 1 if mesh is None else dict(zip(mesh.axis_names, mesh.devices.shape)).get("data", 1)
     token_lists, models, plan = _check(params, prompts, config)
-    if batch_size is not None:
+    if batch_size is not None or (plan.text_readers and not plan.candidates):
         return _decode_continuous(params, prompts, config, batch_size, indices, mesh, data,
                                   chunk, on_done, on_error, stats, token_lists, models, plan)
     arrays = _layout(config, token_lists, models, plan, indices, batch_multiple=data)
@@ -222,24 +223,32 @@ def decode(params: TQParams, prompts, config: DecodeConfig = DecodeConfig(), bat
 
 def _decode_continuous(params, prompts, config, batch_size, indices, mesh, data, chunk, on_done,
                        on_error, stats, token_lists, models, plan) -> DecodeOutput:
+    """Continuous batching (``batch_size`` None: one slot per prompt). With a text reader the
+    candidate methods refill slots on the text path (`tqjax.api.cross.decode_text`); the plain
+    methods and best-of-N sample with the fused engine and the reader scores each prompt's
+    responses as they finish (`tqjax.api.cross.TextScorer`)."""
     from tqjax.decoding import continuous
 
+    scorer, has_reward = None, params.reward is not None
     if plan.text_readers:
-        from tqjax.api.cross import decode_text, decode_text_batches
-        if not plan.candidates:
-            run = lambda rows, rows_indices: decode(params, rows, config, indices=rows_indices, mesh=mesh)
-            return decode_text_batches(run, prompts, batch_size, indices, on_done, on_error)
-        arrays = _layout(config, token_lists, models, plan, indices, batch_multiple=data)
-        rows = -(-min(batch_size or len(token_lists), len(token_lists)) // data) * data
-        return decode_text(params, prompts, config, arrays, token_lists, plan, plan.text_readers,
-                           mesh, rows=rows, on_done=on_done, on_error=on_error, stats=stats)
-    batch_size = _planned_batch_size(params, config, batch_size, token_lists, mesh, plan)
+        from tqjax.api.cross import TextScorer, decode_text
+        batch_size = batch_size or len(token_lists)
+        if plan.candidates:
+            arrays = _layout(config, token_lists, models, plan, indices, batch_multiple=data)
+            rows = -(-min(batch_size, len(token_lists)) // data) * data
+            return decode_text(params, prompts, config, arrays, token_lists, plan,
+                               plan.text_readers, mesh, rows=rows, on_done=on_done,
+                               on_error=on_error, stats=stats)
+        scorer = TextScorer(params, prompts, token_lists, config, plan, mesh)
+    else:
+        batch_size = _planned_batch_size(params, config, batch_size, token_lists, mesh, plan)
     arrays = _layout(config, token_lists, models, plan, indices, batch_multiple=data)
     T = arrays["tokens_BT"].shape[1]
     rows = -(-min(batch_size, len(token_lists)) // data) * data
     keys_P = arrays["keys_B"][:len(token_lists)]     # host-side: the engine places what it feeds
+    run_params, run_plan = (params, plan) if scorer is None else (scorer.fused, scorer.plan)
     if mesh is not None:
-        params, arrays = place(params, arrays, mesh)
+        run_params, arrays = place(run_params, arrays, mesh)
     n = plan.n if plan.method == "bon" else 1
     if n > 1:     # sample j of a prompt: a plain row with key fold_in(prompt_key, j)
         items = [(ids, jax.random.fold_in(keys_P[i], j))
@@ -247,20 +256,37 @@ def _decode_continuous(params, prompts, config, batch_size, indices, mesh, data,
     else:
         items = [(ids, keys_P[i]) for i, ids in enumerate(token_lists)]
     tokenizer = getattr(params.sft, "tokenizer", None)
-    results: dict = {}
+    results, per_prompt, failed = {}, {}, []
 
     def done(item, row):
         i = item // n
         results[item] = row
-        if on_done is not None and all(i * n + j in results for j in range(n)):
-            on_done(i, build([pick([results[i * n + j] for j in range(n)], plan)], plan,
-                                tokenizer, params.reward is not None, steps=0))
+        if not all(i * n + j in results for j in range(n)):
+            return
+        group = [results[i * n + j] for j in range(n)]
+        if scorer is not None:
+            try:
+                scorer.score(i, group)
+            except ReaderContextError as error:
+                if on_error is None:
+                    raise
+                failed.append(i)
+                on_error(i, error)
+                return
+        per_prompt[i] = pick(group, plan)
+        if on_done is not None:
+            on_done(i, build([per_prompt[i]], plan, tokenizer, has_reward, steps=0))
 
     stats = stats if stats is not None else continuous.Stats()
-    continuous.decode_rows(params, items, rows * n, T, Knobs.from_config(config), plan,
+    continuous.decode_rows(run_params, items, rows * n, T, Knobs.from_config(config), run_plan,
                            chunk=chunk, mesh=mesh, multiple=data, on_done=done, stats=stats)
-    per_prompt = [pick([results[i * n + j] for j in range(n)], plan) for i in range(len(token_lists))]
-    return build(per_prompt, plan, tokenizer, params.reward is not None, steps=stats.steps)
+    kept = [per_prompt[i] for i in sorted(per_prompt)]
+    out = build(kept, plan, tokenizer, has_reward, steps=stats.steps) if kept else empty()
+    if scorer is not None:
+        out.diagnostics.update(scorer.diagnostics())
+        if on_error is not None:
+            out.diagnostics["failed"] = sorted(failed)
+    return out
 
 
 def _planned_batch_size(params, config, batch_size: int, token_lists, mesh, dplan) -> int:

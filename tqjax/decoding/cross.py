@@ -18,13 +18,13 @@ round trip (`tqjax.decoding.text_reader`) between them, and everything else stay
 
 The host loop that runs these steps over slots, refilling a finished prompt's slot with the next
 prompt, is `tqjax.decoding.cross_rows`. The committed response's reward (``out.rewards``), best-of-N's samples and the plain methods'
-reward go through the same round trip (`score_texts`). Host seconds per phase are reported in
+reward go through the same round trip (`score_texts`; for the last two, `tqjax.api.cross.TextScorer`
+reads the fused engine's responses). Host seconds per phase are reported in
 ``diagnostics["cross_seconds"]``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
 
@@ -32,18 +32,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tqjax.decoding import engine, loop, sampler, tq
+from tqjax.decoding import loop, sampler, tq
 from tqjax.decoding import select as select_lib
-from tqjax.decoding.decode_plan import DecodePlan, plan_for
+from tqjax.decoding.decode_plan import DecodePlan
 from tqjax.decoding.text_reader import (TextCodec, bucket, layout, prefix_arrays, shared_prefix,
                                          suffix_arrays)
 
 
-def held_models(params, plan: DecodePlan, mesh=None):
-    """``(lms, readers)``: the language models and the text readers, as the loops hold them
-    (`loop.loop_models`)."""
-    models = loop.loop_models(params, plan, mesh)
-    return ({r: models[r] for r in plan.lms}, {r: models[r] for r in plan.reward_models})
+def held_models(params, plan: DecodePlan, mesh=None, lms: bool = True):
+    """``(lms, readers)``: the language models (none unless ``lms``) and the readers, as the loops
+    hold them (`loop.loop_models`)."""
+    return (loop.loop_models(params, plan, mesh, plan.lms if lms else ()),
+            loop.loop_models(params, plan, mesh, plan.reward_models))
 
 
 @functools.partial(jax.jit, static_argnames=("rows", "slots", "mesh"))
@@ -223,44 +223,6 @@ def step_reads(codecs, readers, prefixes, rows, responses, live, groups, clock):
     for role, arrays in new.items():
         prefixes[role].cache = prefill_reader(readers[role], *arrays)
     return {role: prefixes[role].cache for role in codecs}, dev
-
-
-def plain(params, arrays, prompt_ids, codecs, knobs, config, plan: DecodePlan):
-    """``sft``/``baseline`` (one row per prompt) or best-of-N (``n`` rows per prompt, the kept one
-    the highest text-read reward; non-finite rewards lose, all non-finite keeps sample 0)."""
-    clock = Clock()
-    bon = plan.method == "bon"
-    method = plan.proposal if bon else plan.method
-    fused = dataclasses.replace(params, reward=None, baseline_reward=None)
-    inner = plan_for(fused, dataclasses.replace(config, method=method))
-    keys_B, n, P = arrays["keys_B"], plan.n, len(prompt_ids)
-    rep = lambda x: jnp.repeat(x, n, axis=0)
-    keys = keys_B        # sample j of a prompt draws with fold_in(prompt_key, j), as `bon` does
-    if bon:
-        keys = jax.vmap(lambda key: jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(n)))(keys_B)
-    t = time.perf_counter()
-    out = engine.decode_arrays(fused, rep(arrays["tokens_BT"]), rep(arrays["start_B"]),
-                               keys.reshape(-1), rep(arrays["live_B"]), knobs, plan=inner)
-    out = jax.device_get(out)
-    clock.add("propose", t)
-    B = arrays["tokens_BT"].shape[0]
-    lengths = out["length_B"].reshape(B, n)[:P]
-    toks = out["tokens_BN"].reshape(B, n, -1)[:P]
-    responses = [toks[i, j, :lengths[i, j]].tolist() for i in range(P) for j in range(n)]
-    rows = [i for i in range(P) for _ in range(n)]
-    rewards = score_texts(codecs, {"reward": params.reward}, rows, responses, clock=clock).reshape(P, n)
-    finite = np.isfinite(rewards)
-    keep = np.where(finite.any(1), np.argmax(np.where(finite, rewards, -np.inf), 1), 0)
-    pick = lambda name: out[name].reshape((B, n) + out[name].shape[1:])[np.arange(P), keep]
-    result = dict(tokens=[responses[i * n + keep[i]] for i in range(P)],
-                  reward_B=rewards[np.arange(P), keep], steps=int(out["steps"]),
-                  logp_sft_B=pick("logp_sft_B"), kl_B=pick("kl_B"), log_ratio_B=pick("log_ratio_B"),
-                  bad_B=(~finite).sum(1).astype(np.int32) if bon else np.zeros(P, np.int32),
-                  fallback_B=(~finite.any(1)).astype(np.int32) if bon else np.zeros(P, np.int32),
-                  cross_seconds=dict(clock.seconds), reader_tokens=clock.reader_tokens)
-    if bon:
-        result.update(sample_rewards=rewards, kept=keep)
-    return result
 
 
 def make_codecs(params, roles, prompts, prompt_ids, plan: DecodePlan) -> dict:

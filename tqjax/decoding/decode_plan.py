@@ -245,3 +245,12 @@ def matched_bon_n(config: DecodeConfig, plan: DecodePlan | None = None) -> int:
     plan = plan or DecodePlan.build(config, ROLES[:3], ())
     bon = DecodePlan.build(DecodeConfig(method="bon", n=1, proposal=config.proposal), ROLES[:3], ())
     return max(1, int(plan.total_forwards / bon.total_forwards + 0.5))
+
+
+def sampling_plan(params, config: DecodeConfig, plan: DecodePlan):
+    """``(params, plan)`` of the fused decode that samples the responses of ``plan``'s plain
+    method or best-of-N when its reader reads text (`tqjax.decoding.cross.plain`): the proposal's
+    own method with no reader, the reader scoring the responses' text afterwards."""
+    method = plan.proposal if plan.method == "bon" else plan.method
+    fused = dataclasses.replace(params, reward=None, baseline_reward=None)
+    return fused, plan_for(fused, dataclasses.replace(config, method=method))

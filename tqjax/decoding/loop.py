@@ -74,11 +74,12 @@ def insert_rows(models: dict[str, DecodeModel], caches, outs, caches_R, outs_R, 
             {role: put(outs[role], outs_R[role]) for role in models})
 
 
-def loop_models(params, plan: DecodePlan, mesh=None) -> dict[str, DecodeModel]:
+def loop_models(params, plan: DecodePlan, mesh=None, roles=None) -> dict[str, DecodeModel]:
     """The models the plan runs, as the loops hold them (`protocol.for_loops`, done once, before
     the loops) in the plan's layer layout: ``auto`` unrolls shallow transformers on one device and
     scans on a mesh, which keeps the compiled program's memory as the planner models it."""
-    return {role: for_loops(getattr(params, role), plan.layers, mesh is None) for role in plan.active}
+    return {role: for_loops(getattr(params, role), plan.layers, mesh is None)
+            for role in (plan.active if roles is None else roles)}
 
 
 def generate(params, tokens_BT, start_B, keys_B, live_B, knobs: Knobs, plan: DecodePlan,
