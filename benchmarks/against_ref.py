@@ -4,8 +4,9 @@ path and text path, so a refactor can show it costs nothing.
 The earlier commit is checked out into a temporary git worktree. Each tree runs in its own
 process (`python benchmarks/against_ref.py --child`), which loads the shipped models, warms up
 (compiling every program), then times ``--repeats`` decodes of the same prompts and prints the
-fastest. The processes run one after the other, alternating ``--rounds`` times, so a burst of
-load on a shared machine lands on both sides; each side keeps its fastest time. Tokens are
+fastest. The processes run one after the other, ``--rounds`` times, the order flipping each round,
+so a burst of load on a shared machine, or a cost of running first, lands on both sides; each side
+keeps its fastest time. Tokens are
 compared between the trees.
 
     python benchmarks/against_ref.py --ref 35ce4a6              # fused and text, 16 prompts
@@ -88,8 +89,8 @@ def main(argv=None):
             rows = []
             for path in a.paths:
                 got = {}
-                for _ in range(a.rounds):
-                    for name, tree in trees.items():
+                for round_ in range(a.rounds):      # the order flips each round
+                    for name, tree in list(trees.items())[::1 if round_ % 2 == 0 else -1]:
                         r = run_tree(tree, path, a.prompts, a.repeats)
                         if name not in got or r["seconds"] < got[name]["seconds"]:
                             got[name] = r
