@@ -112,6 +112,20 @@ class Stats:
     host_s: float = 0.0
 
 
+def insert_layout(token_lists, free, rows: int, prompt_len: int, multiple: int = 1):
+    """Host arrays of an insert: ``token_lists`` left-padded to ``prompt_len`` (``tokens_RT``,
+    ``start_R``) going to slots ``free``, in ``R`` rows (a power of two, a multiple of
+    ``multiple``, at most the slots); padding rows name slot ``rows`` and are dropped."""
+    R = min(batch_bucket(len(token_lists), multiple), max(rows, multiple))
+    tokens_RT = np.zeros((R, prompt_len), np.int32)
+    start_R = np.full((R,), prompt_len - 1, np.int32)
+    slots_R = np.full((R,), rows, np.int32)
+    for r, ids in enumerate(token_lists):
+        tokens_RT[r, prompt_len - len(ids):] = ids
+        start_R[r], slots_R[r] = prompt_len - len(ids), free[r]
+    return tokens_RT, start_R, slots_R
+
+
 def decode_rows(params, items, rows: int, prompt_len: int, knobs, plan: DecodePlan, *,
                 chunk: int | None = None, mesh=None, multiple: int = 1,
                 on_done: Callable | None = None, stats: Stats | None = None) -> list[dict]:
@@ -138,16 +152,11 @@ def decode_rows(params, items, rows: int, prompt_len: int, knobs, plan: DecodePl
         take = [queue.popleft() for _ in range(min(len(free), len(queue)))]
         if not take:
             return state, keys_B
-        R = min(batch_bucket(len(take), multiple), max(rows, multiple))
-        tokens_RT = np.zeros((R, prompt_len), np.int32)
-        start_R = np.full((R,), prompt_len - 1, np.int32)
-        slots_R = np.full((R,), rows, np.int32)
-        keys = [items[take[0]][1]] * R
+        tokens_RT, start_R, slots_R = insert_layout([items[i][0] for i in take], free, rows,
+                                                    prompt_len, multiple)
+        keys = [items[take[0]][1]] * len(slots_R)
         for r, i in enumerate(take):
-            ids, keys[r] = items[i]
-            tokens_RT[r, prompt_len - len(ids):] = ids
-            start_R[r] = prompt_len - len(ids)
-            slots_R[r] = free[r]
+            keys[r] = items[i][1]
             slot_item[free[r]] = i
         stats.inserts += 1
         stats.inserted += len(take)

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tqjax.decoding import cross, sampler
-from tqjax.decoding.continuous import Stats
+from tqjax.decoding.continuous import Stats, insert_layout
 from tqjax.decoding.decode_plan import DecodePlan, batch_bucket
 from tqjax.decoding.text_reader import ReaderContextError
 
@@ -81,16 +81,11 @@ def decode_rows(params, items, rows: int, prompt_len: int, codecs, knobs, plan: 
             return caches, outs
         stats.inserts += 1
         stats.inserted += len(take)
-        R = min(batch_bucket(len(take), multiple), max(rows, multiple))
-        tokens_RT = np.zeros((R, prompt_len), np.int32)
-        start_R = np.full((R,), prompt_len - 1, np.int32)
-        slots_R = np.full((R,), rows, np.int32)
+        tokens_RT, start_R, slots_R = insert_layout([items[i][0] for i in take], free, rows,
+                                                    prompt_len, multiple)
         for r, i in enumerate(take):
-            ids, key = items[i]
-            tokens_RT[r, prompt_len - len(ids):] = ids
-            start_R[r], slots_R[r] = prompt_len - len(ids), free[r]
             in_slot[free[r]] = _Slot(i)
-            key_data[free[r]] = np.asarray(jax.random.key_data(key))
+            key_data[free[r]] = np.asarray(jax.random.key_data(items[i][1]))
             step_B[free[r]] = 0
         return cross.insert(lms, caches, outs, tokens_RT, start_R, slots_R, slots=slots, mesh=mesh)
 
