@@ -103,7 +103,7 @@ def load_real(path: str, dtype, workdir: str):
 
 
 def real_prompts(sft, n: int) -> list[list[int]]:
-    import real
+    import real_models as real
     if sft.tokenizer is not None:
         return (real.prompts(sft.tokenizer, "chat", len(real.CHATS)) * n)[:n]
     rng = np.random.default_rng(0)      # no tokenizer (random stand-ins): chat-length random ids
@@ -116,7 +116,7 @@ def authors_loop(sft, reward, ps, s: Setting, device: str, dtype) -> dict:
     try:
         import torch
 
-        import real
+        import real_models as real
         from reference_torch import tq_authors_style
     except ImportError as e:
         return dict(skipped=f"torch/transformers not importable ({e})")
@@ -140,7 +140,7 @@ def authors_loop(sft, reward, ps, s: Setting, device: str, dtype) -> dict:
 def run_real(args, peak, measured, workdir) -> list[dict]:
     from tqjax.decoding import memory as planner
 
-    import real
+    import real_models as real
     sft, reward = load_real(args.real, jnp.bfloat16, workdir)
     params = TQParams(sft=sft, baseline=sft, reward=reward)
     c = sft.config

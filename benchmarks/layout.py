@@ -20,7 +20,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from real import CHECKPOINT, load_real, prompts  # noqa: E402
+from real_models import CHECKPOINT, load_real, prompts  # noqa: E402
 from throughput import Setting, TqjaxRunner, decode_config, first_difference  # noqa: E402
 from tqjax.api.decode import TQParams  # noqa: E402
 

@@ -12,7 +12,7 @@ from tests.decoding.cross_helpers import (OVERFLOW, OVERFLOW_CONTEXT, SPLIT_WORD
                                           cross_params, reference)
 from tqjax.api.decode import TQParams, decode
 from tqjax.decoding import DecodeConfig, cross, plan_for, tq
-from tqjax.decoding.text_reader import ReaderContextError, TextCodec, layout, text_roles
+from tqjax.decoding.text_reader import ReaderContextError, TextCodec, layout
 
 PROMPTS = ["write a short review of the pizza place", "how are you", "tell me about the sushi"]
 STOP = 201          # a token the random SFT model emits: rows and rollouts end there sometimes
@@ -42,7 +42,7 @@ def test_tokenizers_differ_on_a_word(models):
     assert sft_tok.tokenize(SPLIT_WORD) != rm_tok.tokenize(SPLIT_WORD)
     assert len(sft_tok) != len(rm_tok)
     assert set(sft_tok.get_vocab()) & set(rm_tok.get_vocab())       # overlapping vocabularies
-    assert text_roles(dict(sft=params.sft, reward=params.reward)) == ("reward",)
+    assert plan_for(dict(sft=params.sft, reward=params.reward), DecodeConfig(method="sft")).text_roles == ("reward",)
 
 
 def test_codec_is_the_contract(models):
@@ -141,7 +141,7 @@ def test_shared_tokenizer_keeps_the_fused_path(models):
     sft_tok = params.sft.tokenizer
     rm = init_model(ModelConfig.tiny("llama", kind="reward", vocab_size=len(sft_tok)),
                     jax.random.key(5), tokenizer=copy.deepcopy(sft_tok))
-    assert text_roles(dict(sft=params.sft, reward=rm)) == ()
+    assert plan_for(dict(sft=params.sft, reward=rm), DecodeConfig(method="sft")).text_roles == ()
     assert plan_for(TQParams(params.sft, params.baseline, rm), CASES["tq-greedy"]).text_readers == ()
     out = decode(TQParams(params.sft, params.baseline, rm), PROMPTS[:1], CASES["tq-greedy"])
     assert "cross_seconds" not in out.diagnostics
@@ -425,7 +425,7 @@ def test_shipped_bpe_reward_model_orders_obvious_gold_pairs(shipped_bpe):
 
     sft, rm = shipped_bpe.sft, shipped_bpe.reward
     assert rm.kind == "reward" and not same_tokenizer(sft.tokenizer, rm.tokenizer)
-    assert text_roles({"sft": sft, "reward": rm}) == ("reward",)
+    assert plan_for({"sft": sft, "reward": rm}, DecodeConfig(method="sft")).text_roles == ("reward",)
     prompt = "restaurant review : the noodle shop ."
     pairs = [("the food was excellent . <eos>", "the food was bad . <eos>"),
              ("the service was friendly . <eos>", "the service was friendly ! ! ! ! ! <eos>")]

@@ -6,8 +6,8 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 import tqjax
-from tqjax.api.decode import _prepare
-from tqjax.api.params import place
+from tqjax.api.inputs import _prepare
+from tqjax.api.params import place_arrays, place_params
 from tqjax.decoding import Knobs, engine, loop
 from tqjax.models import ModelConfig, init_model
 from tqjax.parallel import make_mesh
@@ -32,7 +32,7 @@ def params():
 
 def _placed(params, mesh):
     arrays, _, plan_ = _prepare(params, [[5] * T] * B, CONFIG, batch_multiple=mesh.shape["data"])
-    placed, arrays = place(params, arrays, mesh)
+    placed, arrays = place_params(params, mesh), place_arrays(arrays, mesh)
     return placed, arrays, plan_
 
 

@@ -8,39 +8,37 @@ from __future__ import annotations
 import numpy as np
 
 from tqjax.api.outputs import build, empty
-from tqjax.api.params import place
+from tqjax.api.params import place_arrays
 from tqjax.decoding import cross, cross_rows
-from tqjax.decoding.decode_plan import Knobs, sampling_plan
+from tqjax.decoding.decode_plan import sampling_plan
 
 
-def decode_text(params, prompts, config, arrays, token_lists, plan, roles, mesh, *, rows=None,
-                on_done=None, on_error=None, stats=None):
-    """Decode with the readers ``roles`` reading text (docs/design.md, "Readers with their own
-    tokenizer"). Prompts whose own text is already longer than a reader's context are refused
-    before this, naming the prompt. With ``mesh`` (one process), params are placed by the sharding
-    rules and the batch split over "data", as in the fused path; the host's reader arrays join
-    them where the programs run.
+def decode_text(decoder, prompts, token_lists, arrays, *, rows=None, on_done=None,
+                on_error=None, stats=None):
+    """Decode with ``decoder`` (a `tqjax.api.decoder.Decoder`) whose plan has readers of text
+    (docs/design.md, "Readers with their own tokenizer"). Prompts whose own text is already
+    longer than a reader's context are refused before this, naming the prompt. With a mesh (one
+    process), the decoder's placed params run and the batch is split over "data", as in the fused
+    path; the host's reader arrays join them where the programs run.
 
     The candidate methods run over slots (`tqjax.decoding.cross_rows`): ``rows`` of them (None:
     one per row of ``arrays``, a static batch), a finished prompt's slot taking the next prompt;
     on_done(i, output) as prompt ``i`` finishes; on_error(i, error) takes a prompt whose reader
     text outgrows the context (else it is raised), and the output then holds the other prompts
     only, with ``diagnostics["failed"]``; stats: a `tqjax.decoding.continuous.Stats` to fill."""
-    check_mesh(mesh, roles)
-    codecs = cross.make_codecs(params, roles, list(prompts), token_lists, plan)
-    knobs = Knobs.from_config(config)
+    plan, mesh, tokenizer = decoder.plan, decoder.mesh, decoder.tokenizer
+    check_mesh(mesh, plan.text_readers)
+    codecs = cross.make_codecs(decoder.params, plan.text_readers, list(prompts), token_lists, plan)
     keys_P = arrays["keys_B"][:len(token_lists)]
-    tokenizer = getattr(params.sft, "tokenizer", None)
     if mesh is not None:
-        params, arrays = place(params, arrays, mesh)
-    data = 1 if mesh is None else dict(zip(mesh.axis_names, mesh.devices.shape)).get("data", 1)
+        arrays = place_arrays(arrays, mesh)
     done = None
     if on_done is not None:
         done = lambda i, row: on_done(i, build([row], plan, tokenizer, True, steps=0))
-    run = cross_rows.decode_rows(params, list(zip(token_lists, keys_P)),
+    run = cross_rows.decode_rows(decoder.placed, list(zip(token_lists, keys_P)),
                                  rows or arrays["tokens_BT"].shape[0], arrays["tokens_BT"].shape[1],
-                                 codecs, knobs, plan, mesh=mesh, multiple=data, on_done=done,
-                                 on_error=on_error, stats=stats)
+                                 codecs, decoder.knobs, plan, mesh=mesh, multiple=decoder.data,
+                                 on_done=done, on_error=on_error, stats=stats)
     kept = [row for row in run["results"] if row is not None]
     out = build(kept, plan, tokenizer, True, steps=run["steps"]) if kept else empty()
     out.diagnostics.update(cross_seconds=dict(run["clock"].seconds),
@@ -66,11 +64,13 @@ class TextScorer:
     (`sampling_plan`: ``fused`` params, ``plan``), and `score` reads each prompt's responses as
     text once they are all done (`cross.score_texts`)."""
 
-    def __init__(self, params, prompts, token_lists, config, plan, mesh):
-        check_mesh(mesh, plan.text_readers)
-        self.fused, self.plan = sampling_plan(params, config, plan)
-        self.codecs = cross.make_codecs(params, plan.text_readers, list(prompts), token_lists, plan)
-        self.readers = cross.held_models(params, plan, mesh, lms=False)[1]
+    def __init__(self, decoder, prompts, token_lists):
+        plan = decoder.plan
+        check_mesh(decoder.mesh, plan.text_readers)
+        self.fused, self.plan = sampling_plan(decoder.placed, decoder.config, plan)
+        self.codecs = cross.make_codecs(decoder.params, plan.text_readers, list(prompts),
+                                        token_lists, plan)
+        self.readers = cross.held_models(decoder.placed, plan, decoder.mesh, lms=False)[1]
         self.clock = cross.Clock()
 
     def score(self, i: int, rows: list[dict]) -> None:

@@ -47,18 +47,20 @@ def _unflatten(_, models) -> TQParams:
 jax.tree_util.register_pytree_with_keys(TQParams, _flatten_with_keys, _unflatten, _flatten)
 
 
-def place(params: TQParams, arrays: dict, mesh) -> tuple[TQParams, dict]:
-    """Params by the sharding rules, batch arrays split over the mesh's "data" axis."""
-    from tqjax.parallel import batch_sharding, shard_model
+def place_params(params: TQParams, mesh) -> TQParams:
+    """Every model placed by the sharding rules (models without a ``config``, such as the toy,
+    stay as they are)."""
+    from tqjax.parallel import shard_model
 
-    def put(model):
-        if model is None or not hasattr(model, "config"):
-            return model
-        return shard_model(model, mesh)
+    put = lambda model: model if model is None or not hasattr(model, "config") else shard_model(model, mesh)
+    return TQParams(*(put(getattr(params, f.name)) for f in dataclasses.fields(TQParams)))
 
-    placed = TQParams(*(put(getattr(params, f.name)) for f in dataclasses.fields(TQParams)))
-    if spans_processes(mesh):      # one mesh across hosts: every process holds the whole batch
-        arrays = {k: put_global(v, batch_sharding(mesh, v.ndim)) for k, v in arrays.items()}
-    else:
-        arrays = {k: jax.device_put(v, batch_sharding(mesh, v.ndim)) for k, v in arrays.items()}
-    return placed, arrays
+
+def place_arrays(arrays: dict, mesh) -> dict:
+    """Batch arrays split over the mesh's "data" axis (one mesh across hosts: every process
+    holds the whole batch)."""
+    from tqjax.parallel import batch_sharding
+
+    if spans_processes(mesh):
+        return {k: put_global(v, batch_sharding(mesh, v.ndim)) for k, v in arrays.items()}
+    return {k: jax.device_put(v, batch_sharding(mesh, v.ndim)) for k, v in arrays.items()}

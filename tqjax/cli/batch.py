@@ -95,7 +95,7 @@ def run(args) -> int:
         auto=bool(os.environ.get("JAX_COORDINATOR_ADDRESS")))
     distributed.check_same(repr(sorted(spec.items())), "the job (input, models, decoding flags)")
 
-    from tqjax.api.decode import TQParams, decode
+    from tqjax.api.decode import Decoder, TQParams
 
     mesh = job_mesh(args)
     params = TQParams(**_load(paths, args.dtype, mesh, reward_labels(args)))
@@ -107,7 +107,7 @@ def run(args) -> int:
     batch_size, config = auto_batch(args, params, config, [records[i].value for i in mine],
                                     continuous=True)
 
-    decode_fn = functools.partial(_decode, decode, params, config, mesh, batch_size)
+    decode_fn = functools.partial(_decode, Decoder(params, config, mesh), batch_size)
     progress = functools.partial(_bar, tqdm, f"batch {config.method} [{process_id}/{num_processes}]")
     agree = functools.partial(distributed.check_same, what="the prompts left to decode")
     summary = batch.run(records, decode_fn, args.output, batch_size=batch_size,
@@ -131,11 +131,11 @@ def _load(paths, dtype, mesh, labels):
     return {role: tqjax.load(path, dtype=dtype, mesh=mesh, reward_label=labels.get(role)) for role, path in paths.items()}
 
 
-def _decode(decode, params, config, mesh, batch_size, values, indices, on_done, on_error):
+def _decode(decoder, batch_size, values, indices, on_done, on_error):
     """Continuous batching: ``batch_size`` rows in flight, ``on_done`` as each prompt finishes,
-    ``on_error`` for a prompt that fails on its own."""
-    return decode(params, values, config, batch_size=batch_size, indices=indices, mesh=mesh,
-                  on_done=on_done, on_error=on_error)
+    ``on_error`` for a prompt that fails on its own (one `Decoder`: the params placed once, for
+    every call in lockstep)."""
+    return decoder.run(values, batch_size, indices=indices, on_done=on_done, on_error=on_error)
 
 
 def _bar(tqdm, desc, total, initial):

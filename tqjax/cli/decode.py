@@ -45,7 +45,7 @@ def _batches(n, size):
 def _job(args) -> int:
     from tqdm.auto import tqdm
 
-    from tqjax.api.decode import TQParams, decode, prompt_ids
+    from tqjax.api.decode import Decoder, TQParams, prompt_ids
     from tqjax.io.prompts import check_new_file, make_folder, read_prompts, result_line
 
     config = decode_config(args)
@@ -63,10 +63,11 @@ def _job(args) -> int:
             raise type(e)(f"{args.prompts}: id {record.id!r}: {e}") from None
     batch_size, config = auto_batch(args, params, config, [r.value for r in records])
     make_folder(args.out)
+    decoder = Decoder(params, config, mesh)      # the params are placed once, for every batch
     partial = args.out + ".partial"
     with open(partial, "w") as f, tqdm(total=len(records), desc=f"decode {config.method}", unit="prompt") as bar:
         for lo, hi in _batches(len(records), batch_size):
-            out = decode(params, [r.value for r in records[lo:hi]], config, indices=range(lo, hi), mesh=mesh)
+            out = decoder.run([r.value for r in records[lo:hi]], indices=range(lo, hi))
             for i, record in enumerate(records[lo:hi]):
                 f.write(json.dumps(result_line(record.id, out, i)) + "\n")
             bar.update(hi - lo)
@@ -78,7 +79,7 @@ def _job(args) -> int:
 def _demo(args) -> int:
     from tqdm.auto import tqdm
 
-    from tqjax.api.decode import TQParams, decode
+    from tqjax.api.decode import Decoder, TQParams
     from tqjax.world import sample_prompts, target_reward
 
     config = decode_config(args, max_new_tokens=48)
@@ -92,9 +93,9 @@ def _demo(args) -> int:
     results = {}
     label = "TQ*" if config.method == "tq" else config.method
     for name, cfg in (("SFT", sft_config), (label, config)):
-        outs = []
+        outs, decoder = [], Decoder(params, cfg)
         for lo, hi in tqdm(_batches(len(prompts), batch_size), desc=name, leave=False):
-            outs.append(decode(params, prompts[lo:hi], cfg, indices=range(lo, hi)))
+            outs.append(decoder.run(prompts[lo:hi], indices=range(lo, hi)))
         texts = [t for o in outs for t in o.texts]
         rewards = np.concatenate([o.rewards for o in outs])
         results[name] = (texts, rewards, [target_reward(p, t) for p, t in zip(prompts, texts)])

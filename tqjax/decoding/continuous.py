@@ -39,8 +39,7 @@ ROW_FIELDS = ("tokens_BN", "length_B", "reward_B", "logp_sft_B", "kl_B", "log_ra
 def _empty(params, rows: int, slots: int, plan: DecodePlan, mesh=None) -> DecodeState:
     """``rows`` empty slots (all done), caches of ``slots`` positions with per-row positions."""
     caches, outs = loop.empty_rows(loop.loop_models(params, plan, mesh), rows, slots, mesh)
-    state = init_state(caches, outs, jnp.zeros((rows,), bool), plan.max_new_tokens, plan.k,
-                       plan.diagnostics and plan.candidates)
+    state = init_state(caches, outs, jnp.zeros((rows,), bool), plan)
     return dataclasses.replace(state, step=jnp.zeros((rows,), jnp.int32))
 
 
@@ -51,8 +50,7 @@ def _insert(params, state: DecodeState, keys_B, tokens_RT, start_R, keys_R, slot
     models = loop.loop_models(params, plan, mesh)
     T = tokens_RT.shape[1]
     caches_R, outs_R = loop.prefill(models, tokens_RT, start_R, T + plan.max_new_tokens, mesh)
-    fresh = init_state(caches_R, outs_R, jnp.ones(start_R.shape, bool), plan.max_new_tokens,
-                       plan.k, plan.diagnostics and plan.candidates)
+    fresh = init_state(caches_R, outs_R, jnp.ones(start_R.shape, bool), plan)
     put = lambda old, new: old.at[slots_R].set(new.astype(old.dtype), mode="drop")
     changes = {name: put(getattr(state, name), getattr(fresh, name))
                for name in ROW_FIELDS + ("done_B",)}

@@ -67,8 +67,7 @@ def propose(lms, caches, outs, step_keys_B, knobs, plan: DecodePlan):
     H, M = plan.horizon, plan.rollouts
     implicit = plan.implicit_rbl
     role = plan.rollout or plan.proposal
-    logp = {r: jax.nn.log_softmax(outs[r].astype(jnp.float32), axis=-1)
-            for r in ("sft", "baseline") if r in outs}
+    logp = tq.lm_logp(outs, plan)
     cand_BC, prior_BC = select_lib.candidates(logp[plan.proposal], plan.k)
 
     def roll(z_B, keys_B):
@@ -125,8 +124,7 @@ def score_commit(lms, readers, caches, outs, cand_BC, prior_BC, lr_CMB, reader_c
     else:
         logw_CMB = (r_CMB - r["baseline_reward"]) / knobs.beta
     q_BC = jax.vmap(lambda r_MB, w_MB: tq.combine(r_MB, w_MB, plan))(r_CMB, logw_CMB).T
-    logp = {role: jax.nn.log_softmax(outs[role].astype(jnp.float32), axis=-1)
-            for role in ("sft", "baseline") if role in outs}
+    logp = tq.lm_logp(outs, plan)
     token_B, info = tq.choose(cand_BC, prior_BC, q_BC, logp, step_keys_B, knobs, plan)
     token_B = jnp.where(live_B, token_B, tq.PAD)
     info["logp_sft_B"] = jnp.take_along_axis(logp["sft"], token_B[:, None], axis=-1)[:, 0]

@@ -72,7 +72,7 @@ def decode_rows(params, items, rows: int, prompt_len: int, codecs, knobs, plan: 
     in_slot: list[_Slot | None] = [None] * rows
     results: list[dict | None] = [None] * len(items)
     failed, buckets, prefixes = [], set(), {}     # prefixes: reader role -> `cross._Prefixes`
-    reward = "reward" in codecs
+    reward = "reward" in plan.reward_models
 
     def fill(caches, outs):
         free = [b for b in range(rows) if in_slot[b] is None]

@@ -96,6 +96,7 @@ class DecodePlan:
 
     # roles
     method: str
+    given: tuple[str, ...]        # models given (`ROLES` order)
     required: tuple[str, ...]     # models the method needs
     active: tuple[str, ...]       # models that keep a committed cache (and are appended to)
     proposal: str                 # top-k and prior (candidate methods), or the sampled model
@@ -147,6 +148,12 @@ class DecodePlan:
         return tuple(r for r in self.active if ROLE_KINDS[r] == "reward")
 
     @property
+    def id_roles(self) -> tuple[str, ...]:
+        """The given models that read the SFT model's ids (all but the text readers): one
+        vocabulary."""
+        return tuple(r for r in self.given if r not in self.text_roles)
+
+    @property
     def text_readers(self) -> tuple[str, ...]:
         """The readers the decode runs (``active``) that read text (`tqjax.decoding.cross`)."""
         return tuple(r for r in self.active if r in self.text_roles)
@@ -162,7 +169,7 @@ class DecodePlan:
 
         ``stop_ids``: the stop sets of the models that decode or roll out (`decoding_roles`);
         ``config.stop_token_ids`` are added. ``text``: the given readers that read text
-        (`tqjax.decoding.text_reader.text_roles`). Raises ValueError if a needed model is missing.
+        (`plan_for` asks `tqjax.decoding.text_reader.reads_text`). Raises ValueError if a needed model is missing.
         """
         if not isinstance(config, DecodeConfig):
             raise TypeError(f"config must be a tqjax.DecodeConfig, got {type(config).__name__}")
@@ -203,7 +210,7 @@ class DecodePlan:
         for r in readers:                                    # z, τ_1..τ_H (π_sft: H positions)
             forwards[r] += k * M * (H if r == "sft" else H + 1)
         return cls(
-            method=method, required=required, active=active, proposal=proposal, rollout=rollout,
+            method=method, given=given, required=required, active=active, proposal=proposal, rollout=rollout,
             readers=readers, text_roles=tuple(r for r in given if r in set(text)), k=k, horizon=H, rollouts=max(M, 1), n=n,
             max_new_tokens=config.max_new_tokens, candidate_chunk=config.candidate_chunk,
             top_k=config.top_k, transfer=config.transfer, weights=config.weights,
@@ -212,6 +219,12 @@ class DecodePlan:
             ignore_eos=config.ignore_eos, diagnostics=config.diagnostics,
             stop_ids=tuple(sorted(set(stop_ids) | set(config.stop_token_ids))), layers=config.layers,
             forwards=tuple(forwards.items()))
+
+    @classmethod
+    def nominal(cls, config: DecodeConfig, baseline_reward: bool = False) -> "DecodePlan":
+        """The plan of ``config`` given every model it can use (π_sft, ρ_BL, r, and r_BL with
+        ``baseline_reward``), all reading ids: what a method costs before any model is loaded."""
+        return cls.build(config, ROLES if baseline_reward else ROLES[:3])
 
     @staticmethod
     def decoding_roles(config: DecodeConfig) -> tuple[str, ...]:
@@ -223,17 +236,20 @@ class DecodePlan:
 
 
 def plan_for(params, config: DecodeConfig) -> DecodePlan:
-    """The plan of ``params`` (a `TQParams`, or a mapping role -> model) under ``config``."""
-    models = params if isinstance(params, dict) else {
-        r: getattr(params, r) for r in ROLES}
-    from tqjax.decoding.text_reader import text_roles
+    """The plan of ``params`` (a `TQParams`, or a mapping role -> model) under ``config``: the
+    stop sets of the models that decode, and which given readers read text (a tokenizer of their
+    own, `tqjax.decoding.text_reader.reads_text`)."""
+    from tqjax.decoding.text_reader import reads_text
 
+    models = params if isinstance(params, dict) else {r: getattr(params, r) for r in ROLES}
     given = {r: m for r, m in models.items() if m is not None}
     stops = set()
     for role in DecodePlan.decoding_roles(config):
         if role in given:
             stops |= set(given[role].stop_token_ids)
-    return DecodePlan.build(config, given, stops, text_roles(given) if "sft" in given else ())
+    text = tuple(r for r in ROLES if ROLE_KINDS[r] == "reward" and r in given and "sft" in given
+                 and reads_text(given["sft"], given[r], r))
+    return DecodePlan.build(config, given, stops, text)
 
 
 def matched_bon_n(config: DecodeConfig, plan: DecodePlan | None = None) -> int:
@@ -242,8 +258,8 @@ def matched_bon_n(config: DecodeConfig, plan: DecodePlan | None = None) -> int:
     A best-of-N sample costs one forward per token of each model it runs (π_sft or ρ_BL, the
     reward model, and π_sft for the KL when ρ_BL samples): N = round(total / per sample).
     """
-    plan = plan or DecodePlan.build(config, ROLES[:3], ())
-    bon = DecodePlan.build(DecodeConfig(method="bon", n=1, proposal=config.proposal), ROLES[:3], ())
+    plan = plan or DecodePlan.nominal(config)
+    bon = DecodePlan.nominal(DecodeConfig(method="bon", n=1, proposal=config.proposal))
     return max(1, int(plan.total_forwards / bon.total_forwards + 0.5))
 
 

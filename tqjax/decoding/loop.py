@@ -96,7 +96,7 @@ def generate(params, tokens_BT, start_B, keys_B, live_B, knobs: Knobs, plan: Dec
     models = loop_models(params, plan, mesh)
 
     caches, outs = prefill(models, tokens_BT, start_B, T + N, mesh)
-    state = init_state(caches, outs, live_B, N, plan.k, plan.diagnostics and plan.candidates)
+    state = init_state(caches, outs, live_B, plan)
 
     def cond(s: DecodeState):
         return (s.step < N) & ~jnp.all(s.done_B)
@@ -144,7 +144,7 @@ def step_fn(models: dict[str, DecodeModel], keys_B, knobs: Knobs, plan: DecodePl
             length_B=acc(s.length_B, 1),
             logp_sft_B=acc(s.logp_sft_B, logp_sft_B),
             kl_B=acc(s.kl_B, info["kl_B"]), log_ratio_B=acc(s.log_ratio_B, info["log_ratio_B"]))
-        if "reward" in models:
+        if "reward" in plan.active:
             changes["reward_B"] = jnp.where(live_B, new_outs["reward"].astype(jnp.float32),
                                             s.reward_B)
         if candidate_method:

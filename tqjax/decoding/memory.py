@@ -27,7 +27,7 @@ import os
 import jax
 import jax.numpy as jnp
 
-from tqjax.decoding.decode_plan import CANDIDATE_METHODS, DecodePlan, batch_bucket, prompt_bucket
+from tqjax.decoding.decode_plan import CANDIDATE_METHODS, ROLES, DecodePlan, batch_bucket, prompt_bucket
 from tqjax.models.transformer import is_shape, param_shapes, runs_unrolled
 from tqjax.parallel.rules import FIELDS, RULES, param_axes, with_kv_replicas
 
@@ -143,7 +143,7 @@ def _models(params_or_configs) -> dict:
     if isinstance(params_or_configs, dict):
         items = params_or_configs.items()
     else:
-        items = ((f, getattr(params_or_configs, f, None)) for f in ("sft", "baseline", "reward", "baseline_reward"))
+        items = ((role, getattr(params_or_configs, role, None)) for role in ROLES)
     out = {}
     for role, value in items:
         if value is None:

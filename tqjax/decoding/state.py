@@ -28,15 +28,17 @@ class DecodeState:
     q_BNC: jax.Array         # float32 Q̂ per step and candidate ([B, 0, C] without diagnostics)
 
 
-def init_state(caches, outs, live_B, max_new: int, n_candidates: int, diagnostics: bool):
-    B = live_B.shape[0]
-    N = max_new if diagnostics else 0
+def init_state(caches, outs, live_B, plan) -> DecodeState:
+    """The state of freshly prefilled rows under ``plan`` (a `DecodePlan`): step 0, the reward of
+    the prompt where the plan runs r, per-step diagnostics for the candidate methods that ask."""
+    B, max_new = live_B.shape[0], plan.max_new_tokens
+    N = max_new if plan.diagnostics and plan.candidates else 0
     zeros_f = jnp.zeros((B,), jnp.float32)
     zeros_i = jnp.zeros((B,), jnp.int32)
-    reward_B = outs["reward"].astype(jnp.float32) if "reward" in outs else zeros_f
+    reward_B = outs["reward"].astype(jnp.float32) if "reward" in plan.active else zeros_f
     return DecodeState(
         step=jnp.zeros((), jnp.int32), caches=caches, outs=outs,
         tokens_BN=jnp.zeros((B, max_new), jnp.int32), done_B=~live_B, length_B=zeros_i,
         reward_B=reward_B, logp_sft_B=zeros_f, kl_B=zeros_f, log_ratio_B=zeros_f,
         bad_B=zeros_i, fallback_B=zeros_i, rank_BN=jnp.zeros((B, N), jnp.int32),
-        q_BNC=jnp.zeros((B, N, n_candidates), jnp.float32))
+        q_BNC=jnp.zeros((B, N, plan.k), jnp.float32))

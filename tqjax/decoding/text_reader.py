@@ -28,7 +28,6 @@ import numpy as np
 
 from tqjax.io.chat import has_chat_template, is_messages
 
-READERS = ("reward", "baseline_reward")
 MIN_BUCKET = 8
 
 
@@ -56,41 +55,35 @@ def same_tokenizer(a, b) -> bool:
     return va is not None and vb is not None and type(a) is type(b) and va() == vb()
 
 
-def text_roles(models: dict) -> tuple[str, ...]:
-    """The readers among ``models`` (role -> model) that read text: a tokenizer that differs from
-    the SFT model's, or a vocabulary of another size. Raises ValueError for a reader that would
-    need the round trip but cannot make it (no tokenizer on either side)."""
-    sft = models["sft"]
+def reads_text(sft, model, role: str) -> bool:
+    """Whether reader ``role`` (``model``) reads text rather than the SFT model's ids: a tokenizer
+    that differs from the SFT model's, or a vocabulary of another size. Raises ValueError for a
+    reader that would need the round trip but cannot make it (no tokenizer on either side);
+    `tqjax.decoding.decode_plan.plan_for` asks this of every given reader."""
     sft_tok = getattr(sft, "tokenizer", None)
-    roles = []
-    for role in READERS:
-        model = models.get(role)
-        if model is None:
-            continue
-        tok = getattr(model, "tokenizer", None)
-        same_vocab = int(model.vocab_size) == int(sft.vocab_size)
-        if tok is None or sft_tok is None:
-            if same_vocab:
-                continue            # ids shared, as before: the fused path
-            if tok is None:
-                raise ValueError(
-                    f"TQParams.{role}'s vocabulary ({int(model.vocab_size)}) differs from the SFT "
-                    f"model's ({int(sft.vocab_size)}) and it has no tokenizer: a reader with its "
-                    f"own vocabulary reads text, so it needs its tokenizer")
+    tok = getattr(model, "tokenizer", None)
+    same_vocab = int(model.vocab_size) == int(sft.vocab_size)
+    if tok is None or sft_tok is None:
+        if same_vocab:
+            return False            # ids shared: the fused path
+        if tok is None:
             raise ValueError(
-                f"TQParams.{role} has its own tokenizer (vocabulary {int(model.vocab_size)}, the "
-                f"SFT model's {int(sft.vocab_size)}) but the SFT model has no tokenizer to turn "
-                f"responses into text")
-        if same_vocab and same_tokenizer(sft_tok, tok):
-            continue
-        for name in ("decode", "__call__"):
-            if not callable(getattr(sft_tok if name == "decode" else tok, name, None)):
-                who = "the SFT model's tokenizer" if name == "decode" else f"TQParams.{role}'s tokenizer"
-                raise TypeError(f"{who} ({type(sft_tok if name == 'decode' else tok).__name__}) "
-                                f"cannot {'decode ids' if name == 'decode' else 'encode text'}; "
-                                f"the text round trip needs a transformers tokenizer")
-        roles.append(role)
-    return tuple(roles)
+                f"TQParams.{role}'s vocabulary ({int(model.vocab_size)}) differs from the SFT "
+                f"model's ({int(sft.vocab_size)}) and it has no tokenizer: a reader with its "
+                f"own vocabulary reads text, so it needs its tokenizer")
+        raise ValueError(
+            f"TQParams.{role} has its own tokenizer (vocabulary {int(model.vocab_size)}, the "
+            f"SFT model's {int(sft.vocab_size)}) but the SFT model has no tokenizer to turn "
+            f"responses into text")
+    if same_vocab and same_tokenizer(sft_tok, tok):
+        return False
+    for name in ("decode", "__call__"):
+        if not callable(getattr(sft_tok if name == "decode" else tok, name, None)):
+            who = "the SFT model's tokenizer" if name == "decode" else f"TQParams.{role}'s tokenizer"
+            raise TypeError(f"{who} ({type(sft_tok if name == 'decode' else tok).__name__}) "
+                            f"cannot {'decode ids' if name == 'decode' else 'encode text'}; "
+                            f"the text round trip needs a transformers tokenizer")
+    return True
 
 
 class ReaderContextError(ValueError):
@@ -228,11 +221,10 @@ def layout(encodings, groups: int):
 def check_reader_context(params, prompts, prompt_ids, plan) -> None:
     """Before any decoding: `ReaderContextError` naming the first prompt whose text (with an empty
     response) is already longer than a text reader's context."""
-    models = {r: getattr(params, r) for r in ("sft",) + READERS if getattr(params, r) is not None}
     sft_tok = getattr(params.sft, "tokenizer", None)
     P = len(prompt_ids)
     for role in plan.text_readers:
-        model = models[role]
+        model = getattr(params, role)
         codec = TextCodec(role, sft_tok, model.tokenizer, list(prompts), prompt_ids,
                           model.max_length)
         codec.check(range(P), codec.encode(range(P), [[] for _ in range(P)]))

@@ -164,6 +164,11 @@ def over_candidates(fn, xs, chunk: int):
     return jax.lax.map(fn, xs, batch_size=chunk)
 
 
+def lm_logp(outs, plan: DecodePlan) -> dict:
+    """role -> float32 next-token log-probabilities ``[B, V]`` of the plan's language models."""
+    return {role: jax.nn.log_softmax(outs[role].astype(jnp.float32), axis=-1) for role in plan.lms}
+
+
 def tq_step(models: dict[str, DecodeModel], caches, outs, step_keys_B, knobs: Knobs,
             plan: DecodePlan, mesh=None):
     """Choose this step's token per row. Returns ``(token_B, info)``.
@@ -171,8 +176,7 @@ def tq_step(models: dict[str, DecodeModel], caches, outs, step_keys_B, knobs: Kn
     ``info``: ``kl_B``, ``log_ratio_B``, ``bad_B`` (candidates with non-finite Q̂),
     ``fallback_B``, ``rank_B``, ``q_BC``.
     """
-    logp = {role: jax.nn.log_softmax(outs[role].astype(jnp.float32), axis=-1)
-            for role in ("sft", "baseline") if role in outs}
+    logp = lm_logp(outs, plan)
     cand_BC, prior_BC = select_lib.candidates(logp[plan.proposal], plan.k)
     q_BC = candidate_values(models, caches, logp, cand_BC, step_keys_B, knobs, plan, mesh)
     return choose(cand_BC, prior_BC, q_BC, logp, step_keys_B, knobs, plan)

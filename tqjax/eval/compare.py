@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from tqjax.api.decode import TQParams, decode
 from tqjax.decoding.config import DecodeConfig
-from tqjax.decoding.decode_plan import ROLES, DecodePlan, matched_bon_n
+from tqjax.decoding.decode_plan import DecodePlan, matched_bon_n
 from tqjax.eval.metrics import diversity, win_indicators
 from tqjax.eval.stats import bootstrap_ci
 
@@ -29,7 +29,7 @@ def forwards_per_token(config: DecodeConfig) -> int:
     """Model token-forwards per committed token, counted as the engine runs them
     (`DecodePlan.forwards`): for tq / cd, the rollout model's k·M·H proposals, each reader's
     k·M·(H+1) positions (π_sft's H for the implicit r_BL) and one commit per model."""
-    return DecodePlan.build(config, ROLES[:3] + (("baseline_reward",) if config.transfer == "indirect" else ())).total_forwards
+    return DecodePlan.nominal(config, baseline_reward=config.transfer == "indirect").total_forwards
 
 
 def bon_kl(n: int) -> float:
