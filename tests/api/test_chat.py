@@ -7,7 +7,7 @@ import transformers
 
 import tqjax
 from tests.api.chat_helpers import CONVERSATIONS, STYLES, chat_tokenizer, save_chat_models
-from tqjax.api import decode as api_decode
+from tqjax.decoding import engine
 from tqjax.api.decode import prepare, prompt_ids
 from tqjax.io.chat import render_chat
 
@@ -91,7 +91,7 @@ def test_mixed_batch_of_strings_ids_and_messages(params):
 def _without_engine(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the engine ran before the prompts were checked")
-    monkeypatch.setattr(api_decode.engine, "decode_arrays", refuse)
+    monkeypatch.setattr(engine, "decode_arrays", refuse)
 
 
 USER = {"role": "user", "content": "How are you today?"}
