@@ -117,10 +117,12 @@ def test_bad_batch_size(toys, batch_size, error, match):
 @pytest.mark.parametrize("tiny", ["llama"], indirect=True)
 def test_batch_size_beyond_the_memory_planner(tiny, monkeypatch):
     _, params, _ = tiny
-    with pytest.raises(PlanError, match="batch_size=1099511627776 does not fit this device"):
-        decode(params, [[1, 2]], METHODS["tq"], batch_size=1 << 40)
-    # batch_size=0: the planner picks (here, on a 16 KiB device, nothing fits)
+    # on a 16 KiB device: one device, so the compiled programs' size decides
     monkeypatch.setattr("tqjax.decoding.memory.device_memory", lambda: 1 << 14)
+    with pytest.raises(PlanError, match=r"batch_size=2 does not fit this device: the compiled "
+                                        r"programs need [0-9.]+ [KM]iB per device, the device has 16\.00 KiB"):
+        decode(params, [[1, 2], [3]], METHODS["tq"].replace(max_new_tokens=4), batch_size=2)
+    # batch_size=0: the planner picks (here nothing fits)
     with pytest.raises(PlanError, match="not even batch_size=1 fits"):
         decode(params, [[1, 2]], METHODS["tq"].replace(max_new_tokens=4), batch_size=0)
 

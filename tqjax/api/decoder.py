@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import jax
 
-from tqjax.api import cross, inputs
+from tqjax.api import cross, inputs, sizing
 from tqjax.api import params as params_lib
 from tqjax.api.checks import check_decode, check_instance, check_mesh
 from tqjax.api.outputs import DecodeOutput, build, empty, pick
@@ -110,7 +110,8 @@ class Decoder:
             batch_size = batch_size or P
             scorer = cross.TextScorer(self, prompts, token_lists)
         else:
-            batch_size = planned_batch_size(self, batch_size, token_lists)
+            batch_size = sizing.planned_batch_size(
+                self, batch_size, token_lists, inputs.padded_length(token_lists, self.models, plan))
         arrays = self._arrays(token_lists, indices)
         rows = -(-min(batch_size, P) // data) * data
         keys_P = arrays["keys_B"][:P]     # host-side: the engine places what it feeds
@@ -154,34 +155,3 @@ class Decoder:
             if on_error is not None:
                 out.diagnostics["failed"] = sorted(failed)
         return out
-
-
-def planned_batch_size(decoder: Decoder, batch_size: int, token_lists) -> int:
-    """``batch_size`` checked against the memory planner (0: the largest that fits, at most the
-    prompts). The planner knows transformers only: when a model the decode runs is another kind
-    (the toy, the gold reward), nothing is planned (0: all prompts at once)."""
-    from tqjax.decoding.memory import PlanError, device_memory, format_bytes, largest_batch, plan
-    from tqjax.models.config import ModelConfig
-
-    params, config, mesh, dplan = decoder.params, decoder.config, decoder.mesh, decoder.plan
-    known = {role: getattr(params, role) for role in dplan.given
-             if isinstance(getattr(getattr(params, role), "config", None), ModelConfig)}
-    if not set(dplan.active) <= set(known):
-        return batch_size or len(token_lists)
-    longest = max(len(ids) for ids in token_lists)
-    budget = device_memory()
-    if batch_size == 0:
-        batch_size = largest_batch(known, config, longest, budget, mesh,
-                                   max_batch=len(token_lists), continuous=True)
-        if batch_size == 0:
-            raise PlanError(f"not even batch_size=1 fits this device's {format_bytes(budget)} with "
-                            f"this configuration; lower max_new_tokens, horizon or rollouts, or "
-                            f"set candidate_chunk")
-        return batch_size
-    fit = plan(known, config, batch_size, longest, mesh, budget=budget, continuous=True)
-    if not fit.fits:
-        raise PlanError(f"batch_size={batch_size} does not fit this device: the memory planner "
-                        f"estimates {format_bytes(fit.total)} per device, the device has "
-                        f"{format_bytes(budget)}; pass a smaller batch_size, or 0 to let the "
-                        f"planner pick")
-    return batch_size

@@ -129,15 +129,20 @@ def check(params, prompts, config):
     return token_lists, models, plan
 
 
+def padded_length(token_lists, models, plan) -> int:
+    """The slots the prompts are left-padded to (`prompt_bucket`, capped by the context left
+    after the response and the rollout)."""
+    room = min(int(models[r].max_length) for r in plan.active if r in plan.id_roles)
+    return prompt_bucket(max(len(ids) for ids in token_lists),
+                         room - plan.max_new_tokens - plan.horizon)
+
+
 def layout(config, token_lists, models, plan, indices=None, batch_multiple=1) -> dict:
     """The left-padded, bucketed batch arrays and each row's key."""
     indices = list(range(len(token_lists))) if indices is None else [int(i) for i in indices]
     P = len(token_lists)
     B = batch_bucket(P, batch_multiple)
-    longest = max(len(ids) for ids in token_lists)
-    room = min(int(models[r].max_length) for r in plan.active if r in plan.id_roles)
-    room -= plan.max_new_tokens + plan.horizon
-    T = prompt_bucket(longest, room)
+    T = padded_length(token_lists, models, plan)
     tokens_BT = np.zeros((B, T), np.int32)
     start_B = np.full((B,), T - 1, np.int32)
     for b, ids in enumerate(token_lists):
