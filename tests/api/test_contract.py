@@ -20,6 +20,7 @@ import pytest
 from jax.sharding import Mesh
 
 import tqjax
+from tests.compile_events import compile_events
 from tqjax.decoding.continuous import Stats
 from tqjax.models import ModelConfig, toy
 from tqjax.models.transformer import is_shape, param_shapes
@@ -266,17 +267,8 @@ def no_work(monkeypatch):
         def spy(*args, _target=target, **kwargs):
             raise Reached(_target)
         monkeypatch.setattr(target, spy)
-    from jax._src import monitoring
-
-    events = []
-
-    def listen(name, secs, **kw):
-        if "/compile/" in name:
-            events.append(name)
-
-    monitoring.register_event_duration_secs_listener(listen)
-    yield events
-    monitoring.unregister_event_duration_listener(listen)
+    with compile_events() as events:
+        yield events
 
 
 def _resolve(value, m):

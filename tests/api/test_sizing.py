@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import jax
 import pytest
-from jax._src import monitoring
 
 import tqjax
+from tests.compile_events import compile_events
 from tqjax.api import sizing
 from tqjax.decoding.memory import PlanError
 from tqjax.models import ModelConfig, init_model
@@ -26,16 +26,9 @@ def decoder():
 
 @pytest.fixture
 def compiles():
-    """Backend compilations from here on (a list that grows)."""
-    seen = []
-
-    def listen(name, secs, **kw):
-        if "backend_compile" in name:
-            seen.append(name)
-
-    monitoring.register_event_duration_secs_listener(listen)
-    yield seen
-    monitoring.unregister_event_duration_listener(listen)
+    """XLA compilations from here on (a list that grows)."""
+    with compile_events("backend_compile") as seen:
+        yield seen
 
 
 def test_the_sized_programs_are_the_ones_the_decode_runs(decoder, compiles, monkeypatch):
