@@ -26,9 +26,15 @@ def decoder():
 
 @pytest.fixture
 def compiles():
-    """XLA compilations from here on (a list that grows)."""
-    with compile_events("backend_compile") as seen:
-        yield seen
+    """XLA compilations from here on (a list that grows), all in memory: a persistent cache
+    (``TQJAX_TEST_CACHE=1``) would answer a cold run too."""
+    persistent = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    try:
+        with compile_events("backend_compile") as seen:
+            yield seen
+    finally:
+        jax.config.update("jax_enable_compilation_cache", persistent)
 
 
 def test_the_sized_programs_are_the_ones_the_decode_runs(decoder, compiles, monkeypatch):
