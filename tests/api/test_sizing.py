@@ -40,7 +40,7 @@ def compiles():
 def test_the_sized_programs_are_the_ones_the_decode_runs(decoder, compiles, monkeypatch):
     """A decode after `compiled_bytes` compiles two programs fewer (the chunk and the insert it
     sized) than the same decode from cold, and gives the same tokens."""
-    monkeypatch.setattr(sizing, "planned_batch_size", lambda d, batch_size, t, p: batch_size)
+    monkeypatch.setattr(sizing, "planned_batch_size", lambda d, batch_size, t, p, chunk: batch_size)
     jax.clear_caches()
     cold = decoder.run(PROMPTS, 2)
     n_cold = len(compiles)

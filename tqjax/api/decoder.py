@@ -71,11 +71,11 @@ class Decoder:
 
     def run_static(self, prompts, indices=None) -> DecodeOutput:
         """The prompts as one batch, which runs until its longest row ends."""
-        token_lists = inputs.check(self.params, prompts, self.config)[0]
         plan = self.plan
+        if plan.text_readers and not plan.candidates:    # the reader scores finished prompts
+            return self.run_continuous(prompts, None, indices=indices)
+        token_lists = inputs.check(self.params, prompts, self.config)[0]
         if plan.text_readers:
-            if not plan.candidates:
-                return self.run_continuous(prompts, None, indices=indices)
             return cross.decode_text(self, prompts, token_lists, self._arrays(token_lists, indices))
         arrays = self._arrays(token_lists, indices)
         placed = self.placed
@@ -111,7 +111,8 @@ class Decoder:
             scorer = cross.TextScorer(self, prompts, token_lists)
         else:
             batch_size = sizing.planned_batch_size(
-                self, batch_size, token_lists, inputs.padded_length(token_lists, self.models, plan))
+                self, batch_size, token_lists, inputs.padded_length(token_lists, self.models, plan),
+                chunk)
         arrays = self._arrays(token_lists, indices)
         rows = -(-min(batch_size, P) // data) * data
         keys_P = arrays["keys_B"][:P]     # host-side: the engine places what it feeds

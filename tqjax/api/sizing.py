@@ -11,8 +11,8 @@ Two measures of the memory a decode needs per device:
 
 On one device the compiled size decides: a ``batch_size`` fits when the compiled programs do, and
 ``batch_size=0`` takes the estimate's largest batch and steps down while the compiled programs do
-not fit. On a mesh the
-estimate decides (its programs' per-device sizes would need the placed inputs of every device).
+not fit. On a mesh the estimate decides (its programs' per-device sizes would need the placed
+inputs of every device).
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from tqjax.models.config import ModelConfig
 MAX_COMPILES = 4        # compiled sizes tried by ``batch_size=0`` before giving up on a batch
 
 
-def compiled_bytes(decoder, rows: int, prompt_len: int) -> int:
+def compiled_bytes(decoder, rows: int, prompt_len: int, chunk: int | None = None) -> int:
     """Peak bytes on this device of the continuous decode of ``decoder`` with ``rows`` rows in
-    flight and prompts padded to ``prompt_len``: the larger of a chunk of steps and an insert of
+    flight, prompts padded to ``prompt_len`` and at most ``chunk`` steps between host visits (as
+    `continuous.decode_rows` defaults it): the larger of a chunk of steps and an insert of
     ``rows`` prompts, each its arguments + outputs − donated buffers + temporaries (XLA's memory
     analysis of the compiled program; nothing is allocated)."""
     params, plan = decoder.placed, decoder.plan
@@ -41,7 +42,8 @@ def compiled_bytes(decoder, rows: int, prompt_len: int) -> int:
     i32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.int32)
     chunk = continuous.run_chunk.lower(params, state, keys_B, decoder.knobs,
                                        jax.ShapeDtypeStruct((), jnp.bool_), plan=plan,
-                                       chunk=plan.max_new_tokens, mesh=None).compile()
+                                       chunk=int(chunk or plan.max_new_tokens),
+                                       mesh=None).compile()
     insert = continuous.insert.lower(params, state, keys_B, i32(rows, prompt_len), i32(rows),
                                      keys_B, i32(rows), plan=plan, mesh=None).compile()
     return max(_peak(chunk), _peak(insert))
@@ -53,9 +55,10 @@ def _peak(compiled) -> int:
                + m.temp_size_in_bytes)
 
 
-def planned_batch_size(decoder, batch_size: int | None, token_lists, prompt_len: int) -> int:
+def planned_batch_size(decoder, batch_size: int | None, token_lists, prompt_len: int,
+                       chunk: int | None = None) -> int:
     """``batch_size`` checked against the memory this device has (0: the largest that fits, at
-    most the prompts). Only transformers are planned: when a model the decode runs is another
+    most the prompts; ``chunk`` as the decode will run it). Only transformers are planned: when a model the decode runs is another
     kind (the toy, the gold reward), nothing is (None or 0: all prompts at once)."""
     from tqjax.decoding.memory import PlanError, device_memory, format_bytes, largest_batch, plan
 
@@ -69,7 +72,7 @@ def planned_batch_size(decoder, batch_size: int | None, token_lists, prompt_len:
     budget = device_memory()
     n = dplan.n if dplan.method == "bon" else 1
     compiled = None if mesh is not None else (
-        lambda b: compiled_bytes(decoder, min(b, P) * n, prompt_len))
+        lambda b: compiled_bytes(decoder, min(b, P) * n, prompt_len, chunk))
     if batch_size == 0:
         batch_size = largest_batch(known, config, longest, budget, mesh, max_batch=P,
                                    continuous=True)
