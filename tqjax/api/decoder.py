@@ -65,6 +65,11 @@ class Decoder:
         return self.run_continuous(prompts, batch_size, indices=indices, chunk=chunk,
                                    on_done=on_done, on_error=on_error, stats=stats)
 
+    def _tokenize(self, prompts):
+        """The prompts' checked token ids (the models and the plan were checked once, when the
+        decoder was built)."""
+        return inputs.tokenize(self.params, prompts, self.models, self.plan)
+
     def _arrays(self, token_lists, indices):
         return inputs.layout(self.config, token_lists, self.models, self.plan, indices,
                              batch_multiple=self.data)
@@ -74,7 +79,7 @@ class Decoder:
         plan = self.plan
         if plan.text_readers and not plan.candidates:    # the reader scores finished prompts
             return self.run_continuous(prompts, None, indices=indices)
-        token_lists = inputs.check(self.params, prompts, self.config)[0]
+        token_lists = self._tokenize(prompts)
         if plan.text_readers:
             return cross.decode_text(self, prompts, token_lists, self._arrays(token_lists, indices))
         arrays = self._arrays(token_lists, indices)
@@ -98,7 +103,7 @@ class Decoder:
         next prompt. With a text reader the candidate methods run the text round trip over slots
         (`tqjax.api.cross.decode_text`); the plain methods and best-of-N sample with the fused
         engine and the reader scores each prompt's responses as they finish (`TextScorer`)."""
-        token_lists = inputs.check(self.params, prompts, self.config)[0]
+        token_lists = self._tokenize(prompts)
         plan, data, P = self.plan, self.data, len(token_lists)
         scorer = None
         if plan.text_readers:

@@ -122,11 +122,17 @@ def check(params, prompts, config):
     """Everything that depends on the models, before any work: ``(token_lists, models, plan)``."""
     check_instance("config", config, DecodeConfig, "a tqjax.DecodeConfig")
     models, plan = check_models(params, config)
+    return tokenize(params, prompts, models, plan), models, plan
+
+
+def tokenize(params, prompts, models, plan) -> list[np.ndarray]:
+    """The prompts' token ids, checked against ``models`` (from `check_models`) and ``plan``:
+    ids in the vocabulary, room in every context, and a text reader's context."""
     token_lists = _tokenize(params, prompts)
     _check_tokens(token_lists, models, plan)
     if plan.text_readers:         # readers of text: their context, before any work
         check_reader_context(params, prompts, token_lists, plan)
-    return token_lists, models, plan
+    return token_lists
 
 
 def padded_length(token_lists, models, plan) -> int:
