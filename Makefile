@@ -21,12 +21,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/tqjax decode
 
-# One pytest process for the whole suite. It used to run one process per folder: XLA:CPU crashed
-# late in a whole-suite process (a segfault and an abort while compiling sharded programs,
-# 2026-12-03). tests/conftest.py now drops every compiled program after each test module, and the
-# whole suite passes in one process (2026-12-06, fresh clone).
+# The whole suite in two pytest-xdist workers (a test file stays on one worker, so its module
+# fixtures are built once). The suite's time is mostly XLA:CPU compiling single-threaded, so two
+# workers use both cores. The suite also passes in one process (`.venv/bin/python -m pytest tests`):
+# tests/conftest.py drops every compiled program after each test module, which ended the XLA:CPU
+# crashes that once made this target split the suite by folder (2026-12-03).
 test: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) .jax_cache .jax_cache_multiprocess .pytest_cache
