@@ -58,8 +58,9 @@ def _peak(compiled) -> int:
 def planned_batch_size(decoder, batch_size: int | None, token_lists, prompt_len: int,
                        chunk: int | None = None) -> int:
     """``batch_size`` checked against the memory this device has (0: the largest that fits, at
-    most the prompts; ``chunk`` as the decode will run it). Only transformers are planned: when a model the decode runs is another
-    kind (the toy, the gold reward), nothing is (None or 0: all prompts at once)."""
+    most the prompts; ``chunk`` as the decode will run it). Only transformers are planned: when a
+    model the decode runs is another kind (the toy, the gold reward), nothing is (None or 0: all
+    prompts at once)."""
     from tqjax.decoding.memory import PlanError, device_memory, format_bytes, largest_batch, plan
 
     params, config, mesh, dplan = decoder.params, decoder.config, decoder.mesh, decoder.plan
