@@ -5,6 +5,11 @@ XLA_FLAGS must be set before JAX initialises its backends, so this runs at impor
 
 import os
 
+# The flags the caller gave, before the suite's compile-time flags below: a test whose time is
+# execution, not compiling, runs its child process with these (the -O0 below makes XLA:CPU's code
+# slower to run).
+CALLER_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")
+
 # The suite's programs are tiny: their time is mostly XLA:CPU compiling them, and LLVM at -O0 cuts
 # that by ~40 % (tests/models/test_cache.py's bfloat16 test: 46.6 s -> 27.7 s). Subprocesses the
 # tests start inherit the flags. A level the caller set is kept.
@@ -47,10 +52,33 @@ if os.environ.get("TQJAX_TEST_CACHE") == "1":
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
-
 import gc  # noqa: E402
 
 import pytest  # noqa: E402
+
+# Two library constants the suite sets to compile fewer, smaller programs (2026-12-06, measured on
+# the 2-core machine with two workers):
+# - its 2-layer models run their layers as the `lax.scan` that every real model runs on one device,
+#   not unrolled (`DecodeConfig(layers="auto")` unrolls at most `UNROLL_LAYERS` layers): one
+#   layer body per loop instead of two; the suite's test time fell from 2,136 s to 1,953 s.
+#   tests/decoding/test_layouts.py runs both layouts and asserts the same tokens, and the shipped
+#   4-layer models (tests/cli) still run unrolled;
+# - the text readers' smallest bucket is 16 slots, not 8 (`text_reader.bucket`): the short
+#   suffixes of the suite's tiny horizons share one scoring program (tests/decoding/test_cross.py:
+#   264 s -> 217 s).
+# Tests of the rules themselves read the library's values (`LIBRARY_UNROLL_LAYERS`).
+from tqjax.decoding import text_reader  # noqa: E402
+from tqjax.models import transformer  # noqa: E402
+
+LIBRARY_UNROLL_LAYERS, LIBRARY_MIN_BUCKET = transformer.UNROLL_LAYERS, text_reader.MIN_BUCKET
+transformer.UNROLL_LAYERS = 1
+text_reader.MIN_BUCKET = 16
+
+
+@pytest.fixture
+def library_layout(monkeypatch):
+    """`transformer.UNROLL_LAYERS` as the library ships it, for tests of the ``auto`` rule."""
+    monkeypatch.setattr(transformer, "UNROLL_LAYERS", LIBRARY_UNROLL_LAYERS)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import tqjax
+from tests.conftest import LIBRARY_UNROLL_LAYERS
 from tests.decoding.decode_helpers import PROMPTS, spread
 from tqjax.api.decode import TQParams
 from tqjax.decoding import loop, plan_for
@@ -20,7 +21,7 @@ def _params(n_layers: int) -> TQParams:
     return TQParams(sft, bl, rm)
 
 
-@pytest.mark.parametrize("n_layers", [2, transformer.UNROLL_LAYERS + 1])
+@pytest.mark.parametrize("n_layers", [2, LIBRARY_UNROLL_LAYERS + 1])
 def test_scan_and_unroll_give_the_same_tokens(n_layers):
     params = _params(n_layers)
     config = tqjax.DecodeConfig(method="tq", k=3, horizon=3, max_new_tokens=5, diagnostics=True)
@@ -42,9 +43,9 @@ def test_continuous_batching_takes_the_layout_too():
 
 
 @pytest.mark.parametrize("layers, n_layers, one_device, unrolled", [
-    ("auto", 2, True, True), ("auto", transformer.UNROLL_LAYERS + 1, True, False), ("auto", 2, False, False),
+    ("auto", 2, True, True), ("auto", LIBRARY_UNROLL_LAYERS + 1, True, False), ("auto", 2, False, False),
     ("scan", 2, True, False), ("unroll", 6, True, True), ("unroll", 2, False, True)])
-def test_the_loops_hold_the_layout_asked_for(layers, n_layers, one_device, unrolled):
+def test_the_loops_hold_the_layout_asked_for(library_layout, layers, n_layers, one_device, unrolled):
     params = TQParams(init_model(ModelConfig.tiny("llama", n_layers=n_layers), jax.random.key(0)))
     plan = plan_for(params, tqjax.DecodeConfig(method="sft", layers=layers))
     held = loop.loop_models(params, plan, None if one_device else "a mesh")["sft"]

@@ -50,7 +50,9 @@ def subprocess_env(devices=1, multiprocess=False):
     env = dict(os.environ)
     for name in ("JAX_COORDINATOR_ADDRESS", "JAX_COMPILATION_CACHE_DIR"):
         env.pop(name, None)
-    env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
+    compile_flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]
+    env.update(XLA_FLAGS=" ".join(compile_flags + [f"--xla_force_host_platform_device_count={devices}"]),
+               JAX_PLATFORMS="cpu",
                TRANSFORMERS_VERBOSITY="error", TOKENIZERS_PARALLELISM="false")
     if os.environ.get("TQJAX_TEST_CACHE") == "1":       # opt-in, as in tests/conftest.py
         cache = ROOT / (".jax_cache_multiprocess" if multiprocess else ".jax_cache")

@@ -12,6 +12,8 @@ from tqjax.decoding import Knobs, engine, plan_for
 from tests.models.families import GEMMA
 from tqjax.models import ModelConfig, init_model, transformer
 
+pytestmark = pytest.mark.usefixtures("library_layout")     # the library's ``auto`` rule (tests/conftest.py)
+
 
 def _scans(jaxpr) -> list[int]:
     """The lengths of every scan in ``jaxpr``, nested ones included."""

@@ -53,6 +53,9 @@ def add_parser(sub) -> None:
                    help="pooling of --coherence-model (default: the folder's sentence-transformers config)")
     p.add_argument("--batch-size", "--batch_size", dest="batch_size", default=16, **checked(int_at_least(1)),
                    help="rows in flight per method (continuous batching; default 16)")
+    p.add_argument("--no-warmup", "--no_warmup", dest="warmup", action="store_false",
+                   help="skip the warm-up decode of each method's first batch: the tokens/s column then "
+                        "includes compiling (the other figures are the same)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--dtype", default=None, help="cast weights on load (e.g. bfloat16)", **checked(dtype_name))
     add_decode_flags(p)
@@ -144,7 +147,7 @@ def run(args) -> int:
     methods = _methods(args, models, config)
 
     key = "gold_reward" if gold else "reward"
-    records = run_methods(methods, test, val, args.batch_size, gold, alphas, bon_ns, key)
+    records = run_methods(methods, test, val, args.batch_size, gold, alphas, bon_ns, key, warmup=args.warmup)
     summary = summarise_runs(records, coherence, key)
     table, frontier, selected = summary["table"], summary["frontier"], summary["selected"]
     agree = lambda r: _rm_agreement(models["reward"], models["sft"].tokenizer, test, r)
@@ -176,7 +179,9 @@ def run(args) -> int:
         json.dump(report, f, indent=2)
     md = markdown_table(table, selected, coherence_info["label"])
     notes = [f"{len(test)} test prompts; each figure is a mean over them with its {LEVEL:.0%} percentile-bootstrap "
-             f"interval in brackets ({RESAMPLES} resamples of the prompts). tokens/s has no interval.",
+             f"interval in brackets ({RESAMPLES} resamples of the prompts). tokens/s has no interval"
+             + (" and excludes compiling (a warm-up decode of each method's first batch)." if args.warmup else
+                " and includes compiling (--no-warmup)."),
              f"{coherence_info['label']}: cosine of prompt and response embeddings by {coherence_info['encoder']}."]
     if selected:
         notes.append(f"\"@ α=… (val)\" rows: the value with the highest mean {key.replace('_', ' ')} on {len(val)} "

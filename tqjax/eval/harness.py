@@ -50,13 +50,14 @@ def sweep_values(method: Method, alphas: list, bon_ns: list) -> tuple[str, list]
 
 
 def run_swept(method: Method, test: list, val: list, batch_size: int, gold, alphas: list, bon_ns: list,
-              key: str, samples: list | None = None) -> dict:
+              key: str, samples: list | None = None, warmup: bool = True) -> dict:
     """One method's record: ``result`` (its fixed config on test; with ``samples``, prompts decoded
-    as the warm-up, their responses under ``result["warmup"]``), ``param``, ``sweep`` (value ->
-    result on test) and ``validation`` (value -> {key: mean, "kl": mean} on the validation
-    prompts), and ``wall_s``, the whole wall time (compilation and warm-up included)."""
+    as the warm-up, their responses under ``result["warmup"]``; without ``samples`` and ``warmup``,
+    no warm-up, so its ``seconds`` include compiling), ``param``, ``sweep`` (value -> result on test)
+    and ``validation`` (value -> {key: mean, "kl": mean} on the validation prompts), and
+    ``wall_s``, the whole wall time (compilation and warm-up included)."""
     start = time.perf_counter()
-    result = run(method, test, batch_size, gold, warmup=samples or True)
+    result = run(method, test, batch_size, gold, warmup=samples or warmup)
     param, values = sweep_values(method, alphas, bon_ns)
     sweep, validation = {}, {}
     for value in values:
@@ -72,10 +73,11 @@ def run_swept(method: Method, test: list, val: list, batch_size: int, gold, alph
 
 def run_methods(methods: list[Method], test: list, val: list, batch_size: int, gold, alphas: list, bon_ns: list,
                 key: str, store: "RunStore | None" = None, context: str = "", samples: list | None = None,
-                log: Callable[[str], None] = print) -> dict:
+                log: Callable[[str], None] = print, warmup: bool = True) -> dict:
     """Method name -> `run_swept` record, in order. With a ``store``, a method whose record is there
     for the same prompts, config, sweep and ``context`` (e.g. the model folders) is read back, not
-    decoded; each new record is saved as soon as its method finishes. ``samples``: `run_swept`."""
+    decoded; each new record is saved as soon as its method finishes. ``samples``, ``warmup``:
+    `run_swept`."""
     records = {}
     for m in methods:
         tag = fingerprint(m, test, val, alphas, bon_ns, key, f"{context}|samples={samples}")
@@ -83,7 +85,7 @@ def run_methods(methods: list[Method], test: list, val: list, batch_size: int, g
         if record is not None:
             log(f"{m.name}: finished in an earlier run ({record['wall_s']:.0f}s), read from {store.folder}")
         else:
-            record = run_swept(m, test, val, batch_size, gold, alphas, bon_ns, key, samples)
+            record = run_swept(m, test, val, batch_size, gold, alphas, bon_ns, key, samples, warmup)
             if store:
                 store.save(m.name, tag, record)
             swept = f", swept {record['param']} over {list(record['sweep'])}" if record["sweep"] else ""
