@@ -73,7 +73,7 @@ import pytest  # noqa: E402
 from tqjax.decoding import text_reader  # noqa: E402
 from tqjax.models import transformer  # noqa: E402
 
-LIBRARY_UNROLL_LAYERS, LIBRARY_MIN_BUCKET = transformer.UNROLL_LAYERS, text_reader.MIN_BUCKET
+LIBRARY_UNROLL_LAYERS = transformer.UNROLL_LAYERS
 transformer.UNROLL_LAYERS = 1
 text_reader.MIN_BUCKET = 16
 

@@ -127,9 +127,9 @@ def test_tq_beats_greedy_sft_on_the_shipped_checkpoints(tmp_path):
     asks for +0.25 and a majority of prompts.
 
     Its time is running the programs, not compiling them, so the command runs in a child process at
-    XLA's default optimisation level instead of the suite's -O0 (tests/conftest.py): 133 s -> 77 s
-    alone on the 2-core machine (2026-12-06). ``--no-warmup``: the tokens/s column is not checked,
-    and the warm-up would decode all 16 prompts twice."""
+    XLA's default optimisation level instead of the suite's -O0 (tests/conftest.py), and with
+    ``--no-warmup`` (the tokens/s column is not checked, and the warm-up would decode all 16
+    prompts twice): 133 s -> 69 s alone on the 2-core machine (2026-12-06)."""
     from tests.conftest import CALLER_XLA_FLAGS
 
     env = dict(os.environ, XLA_FLAGS=CALLER_XLA_FLAGS, JAX_PLATFORMS="cpu")
