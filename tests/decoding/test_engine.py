@@ -162,6 +162,30 @@ def test_bon_skips_nonfinite_samples(toys):
     assert out.diagnostics["nonfinite"].sum() == np.sum(~np.isfinite(rewards))
 
 
+@pytest.mark.parametrize("tiny", ["llama"], indirect=True)
+def test_plain_decodes_read_the_reward_of_the_whole_response_after_the_loop(tiny, prompts):
+    """A plain decode of one batch reads r once after the loop (`loop.read_responses`): each
+    reported reward is r's score of prompt + response as transformers reads it, for rows that
+    stop early, rows of every prompt length, and best-of-N's kept samples; continuous batching
+    (r appended to at every step) gives the same numbers."""
+    _, params, _ = tiny
+    params = TQParams(sft=params.sft, reward=params.reward)
+    for config in (DecodeConfig(method="sft", max_new_tokens=6),
+                   DecodeConfig(method="bon", n=3, temperature=1.0, max_new_tokens=6, seed=3)):
+        out = decode(params, prompts, config)
+        if config.method == "sft":      # the fixture's EOS ends some greedy rows early
+            assert len({len(t) for t in out.tokens}) > 1
+        for i, (prompt, response) in enumerate(zip(prompts, out.tokens)):
+            ids = np.asarray([prompt + response], np.int32)
+            want = float(tqjax.reward(params.reward, ids, np.asarray([ids.shape[1]]))[0])
+            np.testing.assert_allclose(out.rewards[i], want, atol=1e-5, err_msg=f"{config.method} {i}")
+        if config.method == "bon":
+            np.testing.assert_allclose(out.rewards, out.diagnostics["sample_rewards"].max(axis=1), atol=0)
+        continuous = decode(params, prompts, config, batch_size=2)
+        assert continuous.tokens == out.tokens
+        np.testing.assert_allclose(continuous.rewards, out.rewards, atol=1e-5)
+
+
 def _rollout_temp_bytes(params, k, B, S, horizon=4):
     """Temporary memory of one step's rollouts (`tq.candidate_values`), the caches as inputs."""
     config = DecodeConfig(method="tq", k=k, horizon=horizon, max_new_tokens=4)

@@ -5,6 +5,12 @@ Each step chooses one token per row (`tq.tq_step` for ``tq``/``cd``/``args``, `p
 committed prefix is never re-encoded. Rows stop at any id of the stop set (unless ``ignore_eos``) or after
 ``max_new_tokens``; a finished row appends padding and nothing about it changes any more. The loop
 exits as soon as every row is done.
+
+A plain decode of one batch (``sft``, ``baseline``, best-of-N samples: `generate`) needs the reward
+of each finished response only, so its reward model is not stepped with the others: it reads every
+prompt + response once, after the loop (`read_responses`), as one prefill of large matmuls instead
+of one token per step. Under continuous batching (`tqjax.decoding.continuous`) rows finish at
+different steps and the reward model is stepped as every other model.
 """
 
 from __future__ import annotations
@@ -82,6 +88,20 @@ def loop_models(params, plan: DecodePlan, mesh=None, roles=None) -> dict[str, De
             for role in (plan.active if roles is None else roles)}
 
 
+def read_responses(model: DecodeModel, tokens_BT, start_B, tokens_BN, length_B):
+    """``model``'s head output at the last token of every row's prompt + response, as ``append``
+    after each of its ``length_B`` tokens would give it: one ``prefill`` of the ``T + N`` slots,
+    each row's prompt and response moved right so that the response ends at the last slot."""
+    T, N = tokens_BT.shape[1], tokens_BN.shape[1]
+    shift_B = (N - length_B).astype(jnp.int32)
+    source_BS = jnp.arange(T + N)[None, :] - shift_B[:, None]
+    seq_BS = jnp.concatenate([tokens_BT, tokens_BN.astype(tokens_BT.dtype)], axis=1)
+    moved_BS = jnp.take_along_axis(seq_BS, jnp.maximum(source_BS, 0), axis=1)
+    start = start_B + shift_B
+    out, _ = model.prefill(moved_BS, start, model.init_cache(tokens_BT.shape[0], T + N))
+    return out
+
+
 def generate(params, tokens_BT, start_B, keys_B, live_B, knobs: Knobs, plan: DecodePlan,
              mesh=None) -> DecodeState:
     """Decode a left-padded batch. Not jitted itself: `tqjax.decoding.engine.decode_arrays` is.
@@ -94,6 +114,7 @@ def generate(params, tokens_BT, start_B, keys_B, live_B, knobs: Knobs, plan: Dec
     B, T = tokens_BT.shape
     N = plan.max_new_tokens
     models = loop_models(params, plan, mesh)
+    reader = models.pop("reward") if not plan.candidates and "reward" in models else None
 
     caches, outs = prefill(models, tokens_BT, start_B, T + N, mesh)
     state = init_state(caches, outs, live_B, plan)
@@ -101,7 +122,11 @@ def generate(params, tokens_BT, start_B, keys_B, live_B, knobs: Knobs, plan: Dec
     def cond(s: DecodeState):
         return (s.step < N) & ~jnp.all(s.done_B)
 
-    return jax.lax.while_loop(cond, step_fn(models, keys_B, knobs, plan, mesh), state)
+    state = jax.lax.while_loop(cond, step_fn(models, keys_B, knobs, plan, mesh), state)
+    if reader is None:
+        return state
+    reward_B = read_responses(reader, tokens_BT, start_B, state.tokens_BN, state.length_B)
+    return dataclasses.replace(state, reward_B=reward_B.astype(jnp.float32))
 
 
 def step_fn(models: dict[str, DecodeModel], keys_B, knobs: Knobs, plan: DecodePlan, mesh=None):
@@ -144,7 +169,7 @@ def step_fn(models: dict[str, DecodeModel], keys_B, knobs: Knobs, plan: DecodePl
             length_B=acc(s.length_B, 1),
             logp_sft_B=acc(s.logp_sft_B, logp_sft_B),
             kl_B=acc(s.kl_B, info["kl_B"]), log_ratio_B=acc(s.log_ratio_B, info["log_ratio_B"]))
-        if "reward" in plan.active:
+        if "reward" in models:
             changes["reward_B"] = jnp.where(live_B, new_outs["reward"].astype(jnp.float32),
                                             s.reward_B)
         if candidate_method:

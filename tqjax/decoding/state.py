@@ -30,12 +30,13 @@ class DecodeState:
 
 def init_state(caches, outs, live_B, plan) -> DecodeState:
     """The state of freshly prefilled rows under ``plan`` (a `DecodePlan`): step 0, the reward of
-    the prompt where the plan runs r, per-step diagnostics for the candidate methods that ask."""
+    the prompt where r is stepped (``outs`` holds it), per-step diagnostics for the candidate
+    methods that ask."""
     B, max_new = live_B.shape[0], plan.max_new_tokens
     N = max_new if plan.diagnostics and plan.candidates else 0
     zeros_f = jnp.zeros((B,), jnp.float32)
     zeros_i = jnp.zeros((B,), jnp.int32)
-    reward_B = outs["reward"].astype(jnp.float32) if "reward" in plan.active else zeros_f
+    reward_B = outs["reward"].astype(jnp.float32) if "reward" in outs else zeros_f
     return DecodeState(
         step=jnp.zeros((), jnp.int32), caches=caches, outs=outs,
         tokens_BN=jnp.zeros((B, max_new), jnp.int32), done_B=~live_B, length_B=zeros_i,
