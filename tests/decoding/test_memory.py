@@ -50,12 +50,11 @@ D = tqjax.DecodeConfig
 # (config, largest |estimate / compiled - 1| allowed): the figures the README states ("Scale").
 # Measured on XLA:CPU (jax 0.10), one device. The suite runs the 2-layer models scanned
 # (tests/conftest.py): TQ*, CD and ARGS from -5.1 % to +2.4 %, plain decoding and best-of-N from
-# +1.5 % to +17.4 %. Unrolled from split-out weights (`Model.for_loops`, the library's default at
+# -1.2 % to +5.6 %. Unrolled from split-out weights (`Model.for_loops`, the library's default at
 # this depth; the planner counts the copy and the readers side by side): -3.9 % (k8) to +6.3 %
-# (k16 H16), and -1.7 % (baseline) to +13.0 % (bon n2). A plain decode's reward model reads the
-# responses after the loop and keeps no cache (`loop.read_responses`); the planner's prefill term
-# then counts more than one model's prefill holds, on the safe side.
-ROLLOUTS, PLAIN = 0.08, 0.20
+# (k16 H16), and -9.2 % (baseline) to -2.0 % (sft). Plain decoding's reward model reads the
+# responses after the loop (`loop.read_responses`) since 2026-12-06.
+ROLLOUTS, PLAIN = 0.08, 0.12
 PLANNED = {
     "k8": (D(k=8, horizon=8, max_new_tokens=16), ROLLOUTS),
     "k16": (D(k=16, horizon=8, max_new_tokens=16), ROLLOUTS),

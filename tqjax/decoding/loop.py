@@ -7,9 +7,9 @@ committed prefix is never re-encoded. Rows stop at any id of the stop set (unles
 exits as soon as every row is done.
 
 A plain decode of one batch (``sft``, ``baseline``, best-of-N samples: `generate`) needs the reward
-of each finished response only, so its reward model is not stepped with the others: it reads every
-prompt + response once, after the loop (`read_responses`), as one prefill of large matmuls instead
-of one token per step. Under continuous batching (`tqjax.decoding.continuous`) rows finish at
+of each finished response only, so its reward model is not stepped with the others: it prefills
+the prompts and reads every whole response once, after the loop (`read_responses`, one
+``forward_suffix`` of large matmuls instead of one token per step). Under continuous batching (`tqjax.decoding.continuous`) rows finish at
 different steps and the reward model is stepped as every other model.
 """
 
@@ -88,18 +88,13 @@ def loop_models(params, plan: DecodePlan, mesh=None, roles=None) -> dict[str, De
             for role in (plan.active if roles is None else roles)}
 
 
-def read_responses(model: DecodeModel, tokens_BT, start_B, tokens_BN, length_B):
-    """``model``'s head output at the last token of every row's prompt + response, as ``append``
-    after each of its ``length_B`` tokens would give it: one ``prefill`` of the ``T + N`` slots,
-    each row's prompt and response moved right so that the response ends at the last slot."""
-    T, N = tokens_BT.shape[1], tokens_BN.shape[1]
-    shift_B = (N - length_B).astype(jnp.int32)
-    source_BS = jnp.arange(T + N)[None, :] - shift_B[:, None]
-    seq_BS = jnp.concatenate([tokens_BT, tokens_BN.astype(tokens_BT.dtype)], axis=1)
-    moved_BS = jnp.take_along_axis(seq_BS, jnp.maximum(source_BS, 0), axis=1)
-    start = start_B + shift_B
-    out, _ = model.prefill(moved_BS, start, model.init_cache(tokens_BT.shape[0], T + N))
-    return out
+def read_responses(model: DecodeModel, cache, prompt_out_B, tokens_BN, length_B):
+    """``model``'s head output after every row's ``length_B`` response tokens, as ``append`` after
+    each of them would give it: the responses read in one ``forward_suffix`` against the prompts'
+    ``cache``; a row with no response keeps ``prompt_out_B``, the output at its prompt."""
+    scores_BN = model.forward_suffix(tokens_BN, cache)
+    last_B = jnp.take_along_axis(scores_BN, jnp.maximum(length_B - 1, 0)[:, None], axis=1)[:, 0]
+    return jnp.where(length_B > 0, last_B, prompt_out_B)
 
 
 def generate(params, tokens_BT, start_B, keys_B, live_B, knobs: Knobs, plan: DecodePlan,
@@ -114,18 +109,20 @@ def generate(params, tokens_BT, start_B, keys_B, live_B, knobs: Knobs, plan: Dec
     B, T = tokens_BT.shape
     N = plan.max_new_tokens
     models = loop_models(params, plan, mesh)
-    reader = models.pop("reward") if not plan.candidates and "reward" in models else None
+    reader = {"reward": models.pop("reward")} if not plan.candidates and "reward" in models else {}
 
     caches, outs = prefill(models, tokens_BT, start_B, T + N, mesh)
+    read_caches, read_outs = prefill(reader, tokens_BT, start_B, T, mesh)     # the prompts only
     state = init_state(caches, outs, live_B, plan)
 
     def cond(s: DecodeState):
         return (s.step < N) & ~jnp.all(s.done_B)
 
     state = jax.lax.while_loop(cond, step_fn(models, keys_B, knobs, plan, mesh), state)
-    if reader is None:
+    if not reader:
         return state
-    reward_B = read_responses(reader, tokens_BT, start_B, state.tokens_BN, state.length_B)
+    reward_B = read_responses(reader["reward"], read_caches["reward"], read_outs["reward"],
+                              state.tokens_BN, state.length_B)
     return dataclasses.replace(state, reward_B=reward_B.astype(jnp.float32))
 
 

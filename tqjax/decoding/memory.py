@@ -3,17 +3,17 @@
 The estimate follows what the compiled program holds at its peak (docs/design.md, "Cost and memory"):
 
 - **params** of every model, sharded by the rules table (tensor parallel over "model");
-- **committed KV caches** of every active model: ``B × L × 2 × K × (T + max_new_tokens) × H``,
-  but for the reward model of a plain decode of one batch, which reads each finished response
-  once after the loop (`tqjax.decoding.loop.read_responses`) and keeps no cache;
+- **committed KV caches** of every active model: ``B × L × 2 × K × (T + max_new_tokens) × H``;
+  the reward model of a plain decode of one batch, which reads each finished response once after
+  the loop (`tqjax.decoding.loop.read_responses`), keeps the prompts' ``T`` slots only;
 - **rollout state**: the private suffix caches of the k·M rollouts of every row for the rollout
   model (H tokens): ``B × c × M × L × 2 × K × H × head_dim`` with ``c`` the candidates evaluated
   at once (``k``, or ``DecodeConfig.candidate_chunk``);
 - **activations**: the largest transient of one step (logits and log-softmax over V for the
   B·c·M rollout rows, attention scores over prefix + suffix, the MLP), of the block pass in which
   the reward model (and r_BL or π_sft) reads the B·c·M finished rollouts of H+1 tokens at once,
-  or of the prefill (scores over T × T, the MLP over B·T tokens; for that after-loop read, over
-  T + max_new_tokens), whichever is larger.
+  or of the prefill (scores over T × T, the MLP over B·T tokens; for that after-loop read, the
+  block of max_new_tokens tokens), whichever is larger.
 
 The batch is split over "data", heads, kv heads and the MLP over "model"; the vocabulary and the
 width are replicated (as in `tqjax.parallel.rules`). Buffers that XLA keeps twice (a loop's carry
@@ -224,7 +224,7 @@ def plan(params_or_configs, config, batch: int, prompt_len: int, mesh=None, *, d
         return n_rows * c.n_layers * 2 * _local(kv_heads, "kv_heads", sizes) * slots * c.head_dim * nbytes[role]
 
     read_after = not dplan.candidates and not continuous and "reward" in roles   # `loop.generate`
-    kv = {role: cache(role, rows, S) for role in roles if not (read_after and role == "reward")}
+    kv = {role: cache(role, rows, T if read_after and role == "reward" else S) for role in roles}
     # unrolled layers run from split-out weights, a second copy (`loop_models`)
     unrolled = {role: runs_unrolled(config.layers, c.n_layers, mesh is None) for role, c in configs.items()}
     params = {role: param_bytes(configs[role], nbytes[role], sizes, 1 + unrolled[role]) for role in configs}
@@ -252,7 +252,8 @@ def plan(params_or_configs, config, batch: int, prompt_len: int, mesh=None, *, d
     step = max(step, rows * F32 * STEP_ROW_F32["vocab"] * largest.vocab_size * len(roles))
     prefill = rows * T * F32 * _row(largest, sizes, T, PREFILL_TOKEN_F32)
     if read_after:
-        prefill = max(prefill, rows * S * F32 * _row(configs["reward"], sizes, S, dict(BLOCK_TOKEN_F32, vocab=0)))
+        read = rows * config.max_new_tokens * F32 * _row(configs["reward"], sizes, S, dict(BLOCK_TOKEN_F32, vocab=0))
+        prefill = max(prefill, read)
     if continuous:      # the inserted rows' fresh caches live beside the running ones
         prefill += sum(kv.values())
     return MemoryPlan(batch=B, prompt_len=T, candidates=C, mesh=(data, model), params=params,
