@@ -8,7 +8,8 @@ arbitrary, its cost is a real reward model's. The torch side is a ``transformers
 (`to_torch`), so that tokens can be checked identical. Parts (``--parts``):
 
 - ``tq``: TQ* (k=10, H=20, greedy rollouts, α=1, greedy selection, 16 new tokens, ``ignore_eos``)
-  on 4 review prefixes (~10 tokens) and 4 chat prompts (70-130 tokens): tqjax's compiled program
+  on 4 review prefixes (~10 tokens) and 4 chat prompts (72-82 tokens; ``--prompt-sets chat-long``:
+  the same requests after a system message, 119-129 tokens): tqjax's compiled program
   against the authors'-style loop (`reference_torch.tq_authors_style`), tokens asserted equal,
   tokens/s and tqjax's necessary FLOPs (`throughput.necessary_flops`) over the float32 matmul peak
   measured in the same run (`throughput.matmul_peak`);
@@ -45,7 +46,8 @@ import transformers  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tqjax  # noqa: E402
-from real_models import CHECKPOINT, best_threads, cut, flops_of, load_real, prompts, to_torch  # noqa: E402
+from real_models import (CHECKPOINT, PROMPT_SETS, best_threads, cut, flops_of, load_real, prompts,  # noqa: E402
+                         to_torch)
 from reference_torch import tq_authors_style  # noqa: E402
 from throughput import Setting, TqjaxRunner, first_difference, matmul_peak  # noqa: E402
 from tqjax.api.decode import TQParams  # noqa: E402
@@ -246,7 +248,7 @@ def main(argv=None):
     p.add_argument("--parts", nargs="+", default=["tq", "plain", "bon", "compile", "reuse"],
                    choices=["tq", "plain", "bon", "compile", "reuse"])
     p.add_argument("--layers", type=int, default=None, help="cut the model to its first LAYERS layers")
-    p.add_argument("--prompt-sets", nargs="+", default=["review", "chat"], choices=["review", "chat"])
+    p.add_argument("--prompt-sets", nargs="+", default=["review", "chat"], choices=PROMPT_SETS)
     p.add_argument("--prompts", type=int, default=4)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--horizon", type=int, default=20)

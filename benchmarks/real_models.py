@@ -103,10 +103,20 @@ def to_torch(model, reward=None):
     return lm, rm.float().eval()
 
 
+SYSTEM = ("You are a friendly film critic who answers questions about movies for a general audience. "
+          "Write in plain, warm words, avoid spoilers unless asked, give concrete examples from real films "
+          "when they help, and keep every answer short enough to read in under a minute. If a question is "
+          "unclear, say what you assumed.")
+PROMPT_SETS = ("review", "chat", "chat-long")
+
+
 def prompts(tokenizer, kind: str, n: int) -> list[list[int]]:
+    """``n`` prompts of a set: ``review`` prefixes (~10 tokens), ``chat`` requests in the chat
+    template (72-82 tokens), ``chat-long`` the same requests after a system message (119-129)."""
     if kind == "review":
         return [tokenizer.encode(text) for text in REVIEWS[:n]]
-    return [render_chat(tokenizer, [{"role": "user", "content": text}]) for text in CHATS[:n]]
+    system = [{"role": "system", "content": SYSTEM}] if kind == "chat-long" else []
+    return [render_chat(tokenizer, system + [{"role": "user", "content": text}]) for text in CHATS[:n]]
 
 
 def best_threads(fn) -> tuple[int, dict]:

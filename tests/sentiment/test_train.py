@@ -80,12 +80,19 @@ def test_top_blocks_from_features_equal_the_full_forward():
     np.testing.assert_array_equal(causal_blocks(model.config, model.params["layers"], x0, 0),
                                   causal_blocks(model.config, top.top(model.params, 2)["layers"],
                                                 causal_blocks(model.config, jax.tree.map(lambda a: a[:2], model.params["layers"]), x0), 2))
+    last = top.last_hidden(model.config, top.top(model.params, 3), {"x_NTD": x_NTD, "lengths_N": lengths_N}, 3,
+                           batch_size=2)
+    np.testing.assert_allclose(last, np.stack([full_BTD[b, n - 1] for b, n in enumerate(lengths_N)]), rtol=1e-5,
+                               atol=1e-5)
     merged = top.merge(model.params, top.top(model.params, 3), 3)
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), merged, model.params))
 
 
 def test_reward_model_separates_the_tiny_set_where_decoding_reads_it(cache, trained):
-    record, _ = trained
+    record, logs = trained
+    probe = record["reward"]["probe_val_accuracy_by_l2"]      # the head started from a linear probe
+    assert set(probe) == {str(l2) for l2 in RECIPE.reward_probe_l2} and max(probe.values()) >= 0.75
+    assert sum("r: probe L2" in line for line in logs) == len(RECIPE.reward_probe_l2)
     assert record["reward"]["val_accuracy"] >= 0.75
     assert record["reward"]["test_sentences_accuracy"] >= 0.75
     rm = tqjax.load(CheckpointPaths(cache).reward)

@@ -104,6 +104,19 @@ def test_reward_model_lowers_its_loss(lm, pairs):
     assert reward_model.validate(rm.replace(params=run.params), pairs)["accuracy"] > 0.7
 
 
+def test_fit_head_is_a_linear_probe_without_bias_its_l2_shrinking_it():
+    rng = np.random.default_rng(0)
+    direction = rng.normal(size=8)
+    h = rng.normal(size=(200, 8))
+    labels = (h @ direction > 0).astype(np.int32)
+    loose, tight = (np.asarray(reward_model.fit_head(h, labels, l2)) for l2 in (1e-4, 1.0))
+    assert loose.shape == (8,) and np.mean((h @ loose > 0) == (labels == 1)) >= 0.98
+    assert np.linalg.norm(tight) < 0.5 * np.linalg.norm(loose)
+    assert np.corrcoef(loose, direction)[0, 1] > 0.95
+    flipped = np.asarray(reward_model.fit_head(h, 1 - labels, 1e-4))
+    np.testing.assert_allclose(flipped, -loose, rtol=1e-3, atol=1e-3)     # no bias to absorb a flip
+
+
 def test_dpo_lowers_its_loss_and_opens_a_margin(lm, pairs):
     arrays = dpo.with_reference(lm, pairs)
     start = dpo.validate(lm, arrays, beta=0.5)

@@ -7,8 +7,9 @@ stage cut short resumes from the training loop's orbax checkpoints under ``work/
 - **reward**: r keeps SmolLM2's first ``reward_layers`` blocks and gets a scalar head
   (`reward_model.from_lm`); its top ``reward_top`` blocks, final norm and head are trained with the
   logistic loss on the sentences' labels, from stored features of the frozen blocks below
-  (`tqjax.train.top`). The score is the head at a text's last token, where `tqjax.reward` and the
-  decoders read it. The step count is chosen on the validation sentences (the best of
+  (`tqjax.train.top`). The head starts from a linear probe of the untrained top's last-token
+  hidden states (`reward_model.fit_head`, its L2 weight chosen on the validation sentences). The
+  score is the head at a text's last token, where `tqjax.reward` and the decoders read it. The step count is chosen on the validation sentences (the best of
   ``reward_evals`` evenly spaced checkpoints).
 - **judge**: `tqjax.sentiment.judge` on the full reviews, its L2 weight chosen on the validation reviews.
 - **dpo**: two SFT samples per training review prefix, ordered by r, and DPO of the SFT model's
@@ -52,11 +53,12 @@ class TrainRecipe:
     """Sizes and hyper-parameters of the three stages (module doc)."""
 
     seed: int = 22
-    reward_layers: int = 12
-    reward_top: int = 2
+    reward_layers: int = 18                   # the best last-token probe depth (docs/sentiment.md)
+    reward_top: int = 3
     reward_sentences: int | None = None      # training sentences used (None: all 3,200)
-    reward: TrainConfig = TrainConfig(steps=200, batch_size=16, learning_rate=2e-4, warmup_steps=20,
-                                      weight_decay=0.0, checkpoint_every=50)
+    reward_probe_l2: tuple[float, ...] = (1e-4, 1e-3, 1e-2)   # the head's start: () for a random one
+    reward: TrainConfig = TrainConfig(steps=400, batch_size=16, learning_rate=1e-4, warmup_steps=20,
+                                      weight_decay=0.0, checkpoint_every=100)
     reward_evals: int = 4
     review_tokens: int = 96                   # r reads a review's last tokens
     judge_bits: int = 16
@@ -191,12 +193,20 @@ def stage_reward(paths: SentimentPaths, out: CheckpointPaths, recipe: TrainRecip
     arrays = {name: _cached(os.path.join(out.work, f"reward_{name}.npz"), functools.partial(
         reward_arrays, rm, first, *_texts(split), desc=f"r features: {name}", progress=progress))
               for name, split in (("train", train_set), ("val", sentences.val), ("test", sentences.test))}
+    start, probe = top.top(rm.params, first), {}
+    if recipe.reward_probe_l2:      # the head starts from a linear probe, its L2 chosen on validation
+        h = {name: top.last_hidden(rm.config, start, arrays[name], first) for name in ("train", "val")}
+        for l2 in recipe.reward_probe_l2:
+            w_D = reward_model.fit_head(h["train"], arrays["train"]["labels_N"], l2)
+            probe[l2] = (float(np.mean((h["val"] @ np.asarray(w_D) > 0) == (arrays["val"]["labels_N"] == 1))), w_D)
+            log(f"r: probe L2 {l2:g}, validation accuracy {probe[l2][0]:.3f}")
+        start["score_D"] = max(probe.values(), key=lambda v: v[0])[1].astype(start["score_D"].dtype)
     loss_fn = functools.partial(_reward_loss, rm.config, first)
     config, evals = recipe.reward, []
     best = (-1.0, 0, None)
     for k in range(1, recipe.reward_evals + 1):
         stop = round(config.steps * k / recipe.reward_evals)
-        result = loop.train(loss_fn, top.top(rm.params, first), arrays["train"], config,
+        result = loop.train(loss_fn, start, arrays["train"], config,
                             os.path.join(out.work, "reward"), stop_at=stop, desc="r", progress=progress)
         accuracy = reward_accuracy(rm, first, result.params, arrays["val"])
         evals.append({"step": stop, "val_accuracy": accuracy})
@@ -213,7 +223,8 @@ def stage_reward(paths: SentimentPaths, out: CheckpointPaths, recipe: TrainRecip
     return {"val_accuracy_by_step": evals, "chosen_step": step, "val_accuracy": val_accuracy,
             "test_sentences_accuracy": test_accuracy, "test_reviews_accuracy": reviews_accuracy,
             "review_tokens": recipe.review_tokens, "layers": recipe.reward_layers, "trained_top": recipe.reward_top,
-            "train_sentences": len(train_set), "loss": "logistic on the label", "config": dataclasses.asdict(config)}
+            "train_sentences": len(train_set), "loss": "logistic on the label", "config": dataclasses.asdict(config),
+            "probe_val_accuracy_by_l2": {str(k): v[0] for k, v in probe.items()}}
 
 
 # -- judge ---------------------------------------------------------------------------------------

@@ -51,6 +51,22 @@ def logistic_loss(scores_B: jax.Array, labels_B: jax.Array):
     return -jnp.mean(jax.nn.log_sigmoid(signs_B * scores_B)), {"accuracy": jnp.mean(signs_B * scores_B > 0)}
 
 
+def fit_head(h_ND, labels_N, l2: float, max_steps: int = 500) -> jax.Array:
+    """A reward head ``score_D`` (no bias, as the model's head) fitted to hidden states ``[N, D]``
+    by L2-regularised logistic regression on ``labels_N`` (1 positive, 0 negative), with BFGS: a
+    linear probe to start fine-tuning from instead of a random head."""
+    from jax.scipy.optimize import minimize
+
+    h_ND = jnp.asarray(h_ND, jnp.float32)
+    labels_N = jnp.asarray(labels_N)
+
+    def objective(w_D):
+        return logistic_loss(h_ND @ w_D, labels_N)[0] + l2 * jnp.sum(w_D * w_D)
+
+    return minimize(objective, jnp.zeros(h_ND.shape[1]), method="BFGS",
+                    options=dict(maxiter=max_steps)).x
+
+
 def metrics(config: ModelConfig, params: dict, batch: dict) -> dict:
     """Per pair ``[B]``: the two scores."""
     s_chosen_B, s_rejected_B = _pair_scores(config, params, batch)
