@@ -9,8 +9,9 @@ exits as soon as every row is done.
 A plain decode of one batch (``sft``, ``baseline``, best-of-N samples: `generate`) needs the reward
 of each finished response only, so its reward model is not stepped with the others: it prefills
 the prompts and reads every whole response once, after the loop (`read_responses`, one
-``forward_suffix`` of large matmuls instead of one token per step). Under continuous batching (`tqjax.decoding.continuous`) rows finish at
-different steps and the reward model is stepped as every other model.
+``forward_suffix`` of large matmuls instead of one token per step). Under continuous batching
+(`tqjax.decoding.continuous`) rows finish at different steps, and the reward model is stepped as
+every other model.
 """
 
 from __future__ import annotations

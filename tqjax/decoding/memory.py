@@ -252,8 +252,8 @@ def plan(params_or_configs, config, batch: int, prompt_len: int, mesh=None, *, d
     step = max(step, rows * F32 * STEP_ROW_F32["vocab"] * largest.vocab_size * len(roles))
     prefill = rows * T * F32 * _row(largest, sizes, T, PREFILL_TOKEN_F32)
     if read_after:
-        read = rows * config.max_new_tokens * F32 * _row(configs["reward"], sizes, S, dict(BLOCK_TOKEN_F32, vocab=0))
-        prefill = max(prefill, read)
+        block = _row(configs["reward"], sizes, S, dict(BLOCK_TOKEN_F32, vocab=0))
+        prefill = max(prefill, rows * config.max_new_tokens * F32 * block)
     if continuous:      # the inserted rows' fresh caches live beside the running ones
         prefill += sum(kv.values())
     return MemoryPlan(batch=B, prompt_len=T, candidates=C, mesh=(data, model), params=params,
