@@ -9,8 +9,9 @@ stage cut short resumes from the training loop's orbax checkpoints under ``work/
   logistic loss on the sentences' labels, from stored features of the frozen blocks below
   (`tqjax.train.top`). The head starts from a linear probe of the untrained top's last-token
   hidden states (`reward_model.fit_head`, its L2 weight chosen on the validation sentences). The
-  score is the head at a text's last token, where `tqjax.reward` and the decoders read it. The step count is chosen on the validation sentences (the best of
-  ``reward_evals`` evenly spaced checkpoints).
+  score is the head at a text's last token, where `tqjax.reward` and the decoders read it. The
+  step count is chosen on the validation sentences (the best of ``reward_evals`` evenly spaced
+  checkpoints).
 - **judge**: `tqjax.sentiment.judge` on the full reviews, its L2 weight chosen on the validation reviews.
 - **dpo**: two SFT samples per training review prefix, ordered by r, and DPO of the SFT model's
   top ``dpo_top`` blocks and final norm (the tied embedding frozen), again from stored features.
@@ -197,10 +198,10 @@ def stage_reward(paths: SentimentPaths, out: CheckpointPaths, recipe: TrainRecip
     if recipe.reward_probe_l2:      # the head starts from a linear probe, its L2 chosen on validation
         h = {name: top.last_hidden(rm.config, start, arrays[name], first) for name in ("train", "val")}
         for l2 in recipe.reward_probe_l2:
-            w_D = reward_model.fit_head(h["train"], arrays["train"]["labels_N"], l2)
-            probe[l2] = (float(np.mean((h["val"] @ np.asarray(w_D) > 0) == (arrays["val"]["labels_N"] == 1))), w_D)
+            w_D = np.asarray(reward_model.fit_head(h["train"], arrays["train"]["labels_N"], l2))
+            probe[l2] = (float(np.mean((h["val"] @ w_D > 0) == (arrays["val"]["labels_N"] == 1))), w_D)
             log(f"r: probe L2 {l2:g}, validation accuracy {probe[l2][0]:.3f}")
-        start["score_D"] = max(probe.values(), key=lambda v: v[0])[1].astype(start["score_D"].dtype)
+        start["score_D"] = jnp.asarray(max(probe.values(), key=lambda v: v[0])[1], start["score_D"].dtype)
     loss_fn = functools.partial(_reward_loss, rm.config, first)
     config, evals = recipe.reward, []
     best = (-1.0, 0, None)

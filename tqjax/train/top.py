@@ -20,6 +20,7 @@ from tqjax.models import Model, ModelConfig
 from tqjax.models.layers import norm
 from tqjax.models.model import causal_blocks
 from tqjax.models.transformer import embed
+from tqjax.train import loop
 
 
 def _layers(params: dict, lo: int, hi: int | None = None) -> dict:
@@ -83,16 +84,13 @@ def features(model: Model, tokens_NT: np.ndarray, lengths_N: np.ndarray, first: 
     return out
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _last_hidden(config, params, batch, first):
+def _last_hidden(config, first, params, batch):
     h_BTD = hidden(config, params, batch["x_NTD"], first)
-    return jnp.take_along_axis(h_BTD, (batch["lengths_N"] - 1)[:, None, None], axis=1)[:, 0]
+    return {"h": jnp.take_along_axis(h_BTD, (batch["lengths_N"] - 1)[:, None, None], axis=1)[:, 0]}
 
 
 def last_hidden(config: ModelConfig, params: dict, arrays: dict, first: int, batch_size: int = 32) -> np.ndarray:
     """float32 ``[N, D]``: the final-normed hidden state at each row's last token (``lengths_N``)
     of the stored features ``arrays["x_NTD"]``, through the top blocks ``params`` (`top`'s tree)."""
-    N = len(arrays["lengths_N"])
-    return np.concatenate([np.asarray(_last_hidden(config, params, {k: arrays[k][lo:lo + batch_size]
-                                                                   for k in ("x_NTD", "lengths_N")}, first))
-                           for lo in range(0, N, batch_size)])
+    metric = functools.partial(_last_hidden, config, first)
+    return loop.evaluate(metric, params, {k: arrays[k] for k in ("x_NTD", "lengths_N")}, batch_size)["h"]
