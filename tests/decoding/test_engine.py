@@ -166,19 +166,27 @@ def test_bon_skips_nonfinite_samples(toys):
 def test_plain_decodes_read_the_reward_of_the_whole_response_after_the_loop(tiny, prompts):
     """A plain decode of one batch reads r once after the loop (`loop.read_responses`): each
     reported reward is r's score of prompt + response as transformers reads it, for rows that
-    stop early, rows of every prompt length, and best-of-N's kept samples; continuous batching
-    (r appended to at every step) gives the same numbers."""
+    stop early, rows of every prompt length, and best-of-N's kept samples; with the EOS as the
+    reward model's pad id, a row that ends in it is read at the token before, as transformers
+    reads it; continuous batching (r appended to at every step) gives the same numbers."""
     _, params, _ = tiny
-    params = TQParams(sft=params.sft, reward=params.reward)
-    for config in (DecodeConfig(method="sft", max_new_tokens=6),
-                   DecodeConfig(method="bon", n=3, temperature=1.0, max_new_tokens=6, seed=3)):
+    (eos,) = params.sft.config.eos_token_id       # the fixture's one EOS id
+    padded_rm = params.reward.replace(config=params.reward.config.replace(pad_token_id=eos))
+    greedy = DecodeConfig(method="sft", max_new_tokens=6)
+    for rm, config in ((params.reward, greedy), (padded_rm, greedy),
+                       (params.reward, DecodeConfig(method="bon", n=3, temperature=1.0, max_new_tokens=6, seed=3))):
+        params = TQParams(sft=params.sft, reward=rm)
         out = decode(params, prompts, config)
         if config.method == "sft":      # the fixture's EOS ends some greedy rows early
             assert len({len(t) for t in out.tokens}) > 1
+            assert any(t[-1] == eos for t in out.tokens)
         for i, (prompt, response) in enumerate(zip(prompts, out.tokens)):
             ids = np.asarray([prompt + response], np.int32)
-            want = float(tqjax.reward(params.reward, ids, np.asarray([ids.shape[1]]))[0])
+            want = float(tqjax.reward(rm, ids, np.asarray([ids.shape[1]]))[0])
             np.testing.assert_allclose(out.rewards[i], want, atol=1e-5, err_msg=f"{config.method} {i}")
+            if rm is padded_rm and response[-1] == eos:       # transformers: the last non-pad token
+                before = float(tqjax.reward(rm, ids[:, :-1], np.asarray([ids.shape[1] - 1]))[0])
+                np.testing.assert_allclose(out.rewards[i], before, atol=1e-5)
         if config.method == "bon":
             np.testing.assert_allclose(out.rewards, out.diagnostics["sample_rewards"].max(axis=1), atol=0)
         continuous = decode(params, prompts, config, batch_size=2)
