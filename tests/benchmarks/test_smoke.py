@@ -58,3 +58,28 @@ def test_variable_length_static_and_continuous_agree():
                                   variable_length.METHODS["sft"].replace(max_new_tokens=8), 2,
                                   log=lambda msg: None)
     assert res["same"] and res["tokens"] > 0 and 0 < res["cont_live"] <= 1
+
+
+def test_the_profiler_attributes_thunk_time_to_tqjax_source_lines():
+    """`profile_tq`'s pieces on a tiny model: the traced call's thunks carry time, the matmul
+    thunks are named as such, and the optimized HLO maps them back to the tqjax lines that
+    made them (the MLP's einsums in `transformer._mlp`)."""
+    import jax
+
+    import profile_tq
+    from tqjax.api.decode import TQParams
+    from tqjax.models import ModelConfig, init_model
+
+    model = init_model(ModelConfig.tiny("llama", n_layers=2), jax.random.key(0))
+    tokens = jax.numpy.zeros((4, 8), jax.numpy.int32)
+    compiled = jax.jit(model.forward).lower(tokens).compile()
+    ns, calls, wall = profile_tq.thunk_times(lambda: compiled(tokens).block_until_ready())
+    assert wall > 0 and sum(ns.values()) > 0 and all(calls[name] >= 1 for name in ns)
+    where = profile_tq.sources(compiled.as_text())
+    matmuls = [name for name in ns if profile_tq.kind_of(name) == "matmul"]
+    assert matmuls, sorted(ns)
+    assert any(where.get(name, "").startswith("transformer.py:") and "_mlp" in where[name] for name in matmuls)
+    assert profile_tq.kind_of("dynamic-slice_bitcast_fusion.3") == "slice or copy"
+    assert profile_tq.kind_of("multiply_add_fusion") == "elementwise or other"
+    rate = profile_tq.ceiling(TQParams(sft=model, baseline=model), rows=4, split=True, reps=1)
+    assert 0 < rate < float("inf")
