@@ -65,12 +65,12 @@ class TrainRecipe:
     judge_bits: int = 16
     judge_l2: tuple[float, ...] = (1e-5, 1e-4, 1e-3)
     judge_steps: int = 300
-    dpo_prefixes: int = 512
+    dpo_prefixes: int = 64
     dpo_new_tokens: int = 24
-    dpo_top: int = 4
+    dpo_top: int = 2
     beta: float = 0.1
-    dpo: TrainConfig = TrainConfig(steps=150, batch_size=16, learning_rate=1e-4, warmup_steps=10,
-                                   weight_decay=0.0, checkpoint_every=50)
+    dpo: TrainConfig = TrainConfig(steps=24, batch_size=8, learning_rate=1e-4, warmup_steps=3,
+                                   weight_decay=0.0, checkpoint_every=10)
     eval_prefixes: int = 32
     decode_batch: int = 64
 
