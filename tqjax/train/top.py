@@ -84,13 +84,18 @@ def features(model: Model, tokens_NT: np.ndarray, lengths_N: np.ndarray, first: 
     return out
 
 
-def _last_hidden(config, first, params, batch):
-    h_BTD = hidden(config, params, batch["x_NTD"], first)
-    return {"h": jnp.take_along_axis(h_BTD, (batch["lengths_N"] - 1)[:, None, None], axis=1)[:, 0]}
+@functools.lru_cache
+def _last_hidden(config, first):
+    """The metric of `last_hidden`, one function per (config, first): `loop.evaluate` jits it, and
+    the same function object reuses that compilation on every later call."""
+    def metric(params, batch):
+        h_BTD = hidden(config, params, batch["x_NTD"], first)
+        return {"h": jnp.take_along_axis(h_BTD, (batch["lengths_N"] - 1)[:, None, None], axis=1)[:, 0]}
+    return metric
 
 
 def last_hidden(config: ModelConfig, params: dict, arrays: dict, first: int, batch_size: int = 32) -> np.ndarray:
     """float32 ``[N, D]``: the final-normed hidden state at each row's last token (``lengths_N``)
     of the stored features ``arrays["x_NTD"]``, through the top blocks ``params`` (`top`'s tree)."""
-    metric = functools.partial(_last_hidden, config, first)
-    return loop.evaluate(metric, params, {k: arrays[k] for k in ("x_NTD", "lengths_N")}, batch_size)["h"]
+    arrays = {k: arrays[k] for k in ("x_NTD", "lengths_N")}
+    return loop.evaluate(_last_hidden(config, first), params, arrays, batch_size)["h"]
